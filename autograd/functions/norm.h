@@ -1,0 +1,21 @@
+// Normalisation layers. Both normalise one "channel" dim of a tensor seen as [outer, C, inner]:
+// C is the last dim for NHWC activations (channel_dim = -1) and dim 1 for NCHW ones.
+#pragma once
+#include "core/tensor.h"
+
+namespace unirep {
+
+// Batch norm over every dim but channel_dim. training: batch mean and biased variance normalise,
+// and running_mean/running_var (float32 or the input dtype, updated in place when defined) move by
+// momentum toward the batch mean and the *unbiased* variance, as PyTorch. eval: running stats.
+// weight/bias [C] may be undefined (affine off).
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
+                  int64_t channel_dim = -1);
+
+// Layer norm over the single dim `dim` (the spec's channels_first LN on NCHW is dim = 1, its
+// channels_last LN and ours on NHWC is dim = -1): y = (x - mean) / sqrt(var + eps) * weight + bias,
+// biased variance. weight/bias [C] may be undefined.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-6, int64_t dim = -1);
+
+}  // namespace unirep

@@ -1,0 +1,148 @@
+#include "core/allocator.h"
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/cuda/check.h"
+#include "core/error.h"
+
+namespace unirep {
+
+namespace {
+
+constexpr size_t kCpuAlignment = 64;
+constexpr size_t kSmallLimit = 1 << 20;   // below: rounded to 512 B
+constexpr size_t kLargeRound = 1 << 20;   // at or above: rounded to 1 MiB
+
+size_t round_cuda_size(size_t n) {
+  if (n == 0) n = 1;
+  size_t r = n < kSmallLimit ? 512 : kLargeRound;
+  return (n + r - 1) / r * r;
+}
+
+// Best-fit cache of freed device blocks. A cached block is reused for a request up to 25% smaller
+// (small) or 2 MiB smaller (large), which bounds the waste while keeping the pools few.
+class CudaCache {
+ public:
+  void* allocate(size_t nbytes, int device) {
+    size_t size = round_cuda_size(nbytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.lower_bound(size);
+    size_t slack = size < kSmallLimit ? size / 4 : 2 * kLargeRound;
+    if (it != free_.end() && it->first <= size + slack) {
+      void* p = it->second;
+      live_[p] = it->first;
+      stats_.allocated_bytes += int64_t(it->first);
+      free_.erase(it);
+      note_peak();
+      return p;
+    }
+    void* p = nullptr;
+    int prev = 0;
+    CUDA_CHECK(cudaGetDevice(&prev));
+    if (prev != device) CUDA_CHECK(cudaSetDevice(device));
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      release_cached_locked();
+      err = cudaMalloc(&p, size);
+    }
+    if (prev != device) CUDA_CHECK(cudaSetDevice(prev));
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(detail::concat("CUDA allocator: out of memory allocating ", size, " bytes on cuda:", device,
+                                 " (", stats_.allocated_bytes, " bytes held by tensors, ",
+                                 stats_.reserved_bytes, " reserved): ", cudaGetErrorString(err)));
+    }
+    ++stats_.cuda_malloc_calls;
+    stats_.reserved_bytes += int64_t(size);
+    stats_.allocated_bytes += int64_t(size);
+    live_[p] = size;
+    note_peak();
+    return p;
+  }
+
+  void release(void* p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    stats_.allocated_bytes -= int64_t(it->second);
+    free_.emplace(it->second, p);
+    live_.erase(it);
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_cached_locked();
+  }
+
+  CudaAllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_allocated_bytes = stats_.allocated_bytes;
+  }
+
+ private:
+  void note_peak() {
+    if (stats_.allocated_bytes > stats_.peak_allocated_bytes) stats_.peak_allocated_bytes = stats_.allocated_bytes;
+  }
+  void release_cached_locked() {
+    if (!free_.empty()) cudaDeviceSynchronize();  // blocks may still be read by queued kernels
+    for (auto& [size, p] : free_) {
+      cudaFree(p);
+      stats_.reserved_bytes -= int64_t(size);
+      ++stats_.cuda_free_calls;
+    }
+    free_.clear();
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> live_;
+  CudaAllocatorStats stats_;
+};
+
+CudaCache& cache_for(int device) {
+  static std::mutex m;
+  static std::vector<std::unique_ptr<CudaCache>> caches;
+  std::lock_guard<std::mutex> lock(m);
+  UNIREP_CHECK(device >= 0 && device < cuda_device_count(), "CUDA allocator: device ", device,
+               " does not exist (", cuda_device_count(), " devices)");
+  if (caches.empty()) caches.resize(cuda_device_count());
+  if (!caches[device]) caches[device] = std::make_unique<CudaCache>();
+  return *caches[device];
+}
+
+}  // namespace
+
+void* device_alloc(size_t nbytes, Device device) {
+  if (device.is_cpu()) {
+    size_t size = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    void* p = std::aligned_alloc(kCpuAlignment, size == 0 ? kCpuAlignment : size);
+    UNIREP_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  return cache_for(device.index).allocate(nbytes, device.index);
+}
+
+void device_free(void* ptr, size_t, Device device) {
+  if (!ptr) return;
+  if (device.is_cpu()) {
+    std::free(ptr);
+    return;
+  }
+  cache_for(device.index).release(ptr);
+}
+
+CudaAllocatorStats cuda_allocator_stats(int device) { return cache_for(device).stats(); }
+void cuda_reset_peak_stats(int device) { cache_for(device).reset_peak(); }
+void cuda_empty_cache(int device) { cache_for(device).empty_cache(); }
+
+}  // namespace unirep

@@ -1,0 +1,29 @@
+// Memory for tensors. The CPU side is 64-byte aligned heap memory. The CUDA side is a caching
+// allocator: freed blocks go back to per-size pools instead of cudaFree, so a training step in the
+// steady state makes no cudaMalloc/cudaFree calls (it also keeps kernels from serialising on them).
+// Blocks are stream-ordered on the device's one stream, so a block freed while a kernel still reads
+// it can be handed out again immediately: the next user's kernels queue behind that kernel.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/device.h"
+
+namespace unirep {
+
+void* device_alloc(size_t nbytes, Device device);
+void device_free(void* ptr, size_t nbytes, Device device);
+
+struct CudaAllocatorStats {
+  int64_t allocated_bytes = 0;       // held by live tensors
+  int64_t reserved_bytes = 0;        // obtained from cudaMalloc (allocated + cached)
+  int64_t peak_allocated_bytes = 0;
+  int64_t cuda_malloc_calls = 0;
+  int64_t cuda_free_calls = 0;
+};
+CudaAllocatorStats cuda_allocator_stats(int device = 0);
+void cuda_reset_peak_stats(int device = 0);
+// Returns every cached (unused) block to the driver.
+void cuda_empty_cache(int device = 0);
+
+}  // namespace unirep

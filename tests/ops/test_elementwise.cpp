@@ -1,0 +1,85 @@
+// Elementwise ops: gradcheck, CUDA-vs-CPU, values against closed forms, broadcasting, bad input.
+#include <cmath>
+
+#include "tests/support/op_case.h"
+
+namespace unirep {
+namespace {
+
+using testing::OpCase;
+using testing::rand64;
+using testing::randn64;
+
+std::vector<OpCase> elementwise_cases() {
+  auto unary = [](std::string name, std::function<Tensor(const Tensor&)> f, Shape shape, double lo = -2,
+                  double hi = 2) {
+    return OpCase{name, [=](Generator& g) { return std::vector<Tensor>{rand64(g, shape, lo, hi)}; },
+                  [f](const std::vector<Tensor>& x) { return f(x[0]); }};
+  };
+  auto binary = [](std::string name, std::function<Tensor(const Tensor&, const Tensor&)> f, Shape sa, Shape sb,
+                   double lo = -2, double hi = 2) {
+    return OpCase{name,
+                  [=](Generator& g) { return std::vector<Tensor>{rand64(g, sa, lo, hi), rand64(g, sb, lo, hi)}; },
+                  [f](const std::vector<Tensor>& x) { return f(x[0], x[1]); }};
+  };
+  std::vector<OpCase> cases = {
+      unary("relu", [](const Tensor& x) { return relu(x); }, {3, 5, 7}),
+      unary("gelu", [](const Tensor& x) { return gelu(x); }, {2, 3, 5, 7}),
+      unary("sigmoid", [](const Tensor& x) { return sigmoid(x); }, {33}),
+      unary("silu", [](const Tensor& x) { return silu(x); }, {4, 9}),
+      unary("neg", [](const Tensor& x) { return neg(x); }, {5}),
+      unary("exp", [](const Tensor& x) { return exp(x); }, {3, 3}),
+      unary("log", [](const Tensor& x) { return log(x); }, {3, 4}, 0.5, 3),
+      unary("sqrt", [](const Tensor& x) { return sqrt(x); }, {7}, 0.5, 3),
+      unary("pow_scalar", [](const Tensor& x) { return pow_scalar(x, 2.5); }, {2, 5}, 0.5, 2),
+      unary("add_scalar", [](const Tensor& x) { return add_scalar(x, 1.5); }, {6}),
+      unary("mul_scalar", [](const Tensor& x) { return mul_scalar(x, -3.0); }, {6}),
+      unary("transposed_relu", [](const Tensor& x) { return relu(x.transpose(0, 1)); }, {5, 3}),
+      binary("add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, {4, 5}, {4, 5}),
+      binary("add_broadcast", [](const Tensor& a, const Tensor& b) { return add(a, b); }, {2, 3, 5}, {3, 1}),
+      binary("sub_broadcast", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, {5}, {4, 1}),
+      binary("mul_broadcast", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, {2, 1, 7}, {3, 7}),
+      binary("div", [](const Tensor& a, const Tensor& b) { return div(a, b); }, {3, 4}, {4}, 0.5, 2),
+      binary("nhwc_channel_scale", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, {2, 3, 3, 5}, {5}),
+  };
+  return cases;
+}
+
+UNIREP_OP_CASE_TESTS(Elementwise, elementwise_cases)
+
+TEST(Elementwise, GeluMatchesErfForm) {
+  Tensor x = Tensor::from_vector(std::vector<double>{-3, -1, -0.5, 0, 0.5, 1, 3}, {7});
+  std::vector<double> y = gelu(x).to_vector<double>();
+  for (size_t i = 0; i < y.size(); ++i) {
+    double v = x.to_vector<double>()[i];
+    EXPECT_NEAR(y[i], 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-15);
+  }
+  // Known value: gelu(1) = 0.8413447460685429.
+  EXPECT_NEAR(y[5], 0.8413447460685429, 1e-15);
+}
+
+TEST(Elementwise, BroadcastValues) {
+  Tensor a = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = Tensor::from_vector(std::vector<float>{10, 20, 30}, {3});
+  EXPECT_EQ((a + b).to_vector<float>(), (std::vector<float>{11, 22, 33, 14, 25, 36}));
+  Tensor c = Tensor::from_vector(std::vector<float>{100, 200}, {2, 1});
+  EXPECT_EQ((a * c).to_vector<float>(), (std::vector<float>{100, 200, 300, 800, 1000, 1200}));
+}
+
+TEST(Elementwise, BadInputNamesOpAndShapes) {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});
+  try {
+    add(a, b);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("add"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[2, 3]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[4]"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(mul(a, Tensor::zeros({2, 3}, DType::Float64)), Error);
+  EXPECT_THROW(relu(Tensor::zeros({2}, DType::Int64)), Error);
+}
+
+}  // namespace
+}  // namespace unirep
