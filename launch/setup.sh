@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what unirep needs and builds it. Idempotent: packages already present are not asked for
+# (the GPU machine has no package registry), and the build is incremental.
+#   UNIREP_BUILD_DIR   build folder (default: build/ in the repository)
+#   UNIREP_BUILD_TYPE  CMake build type (default: Release)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${UNIREP_BUILD_DIR:-$root/build}
+build_type=${UNIREP_BUILD_TYPE:-Release}
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# Debian/Ubuntu packages the build links against, and the tools it runs.
+libraries=(libopenblas-dev libgtest-dev)
+declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
+
+missing=()
+for pkg in "${libraries[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+for tool in "${!tool_package[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${tool_package[$tool]}")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }; then
+    echo "setup: could not install ${missing[*]} (no package registry?). Install them and run again." >&2
+    exit 1
+  fi
+else
+  log "packages present"
+fi
+
+nvcc=${CUDACXX:-}
+[[ -z $nvcc && -x /usr/local/cuda/bin/nvcc ]] && nvcc=/usr/local/cuda/bin/nvcc
+[[ -z $nvcc ]] && nvcc=$(command -v nvcc || true)
+if [[ -z $nvcc ]]; then
+  echo "setup: the CUDA compiler nvcc was not found (expected /usr/local/cuda/bin/nvcc); install the CUDA Toolkit 13" >&2
+  exit 1
+fi
+
+launcher=()
+command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+if [[ ! -f $build_dir/build.ninja ]]; then
+  log "configuring $build_dir ($build_type)"
+  mkdir -p "$build_dir"
+  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DCMAKE_CUDA_COMPILER="$nvcc" \
+    "${launcher[@]}" >"$build_dir/configure.log" 2>&1 || { cat "$build_dir/configure.log" >&2; exit 1; }
+fi
+log "building with $(nproc) jobs"
+start=$(date +%s)
+cmake --build "$build_dir" -j "$(nproc)"
+log "built in $(( $(date +%s) - start )) s: $build_dir/unirep"
