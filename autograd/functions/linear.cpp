@@ -68,7 +68,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Operand A = make_operand(a.detach().reshape(a2), batch, m, k);
   Operand B = make_operand(b.detach().reshape(b2), batch, k, n);
   Tensor out = Tensor::empty(concat_shape(batch, {m, n}), a.dtype(), a.device());
-  if (B.stride == 0 && nb > 1)
+  if (B.stride == 0)
     gemm(out, A.t, B.t, GemmParams{1, nb * m, n, k});  // shared b: one GEMM over all nb*m rows
   else
     gemm(out, A.t, B.t, GemmParams{nb, m, n, k, false, false, A.stride, B.stride});
@@ -84,13 +84,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       Tensor g = grads[0].contiguous();  // nb x [m, n], packed
       Tensor da, db;
       if (need_a) {
-        if (A.stride == 0 && nb > 1) {  // a shared by the batch: sum_i dC[i] B[i]^T
+        if (A.stride == 0 && nb == 0) {
+          da = Tensor::zeros({m, k}, g.dtype(), g.device());
+        } else if (A.stride == 0) {  // a shared by the batch: sum_i dC[i] B[i]^T
           Tensor full = Tensor::empty({nb, m, k}, g.dtype(), g.device());
           gemm(full, g, B.t, GemmParams{nb, m, k, n, false, true, m * n, B.stride});
           da = sum(full, {0});
         } else {
           Tensor full = Tensor::empty(concat_shape(batch, {m, k}), g.dtype(), g.device());
-          if (B.stride == 0 && nb > 1)
+          if (B.stride == 0)
             gemm(full, g, B.t, GemmParams{1, nb * m, k, n, false, true});
           else
             gemm(full, g, B.t, GemmParams{nb, m, k, n, false, true, m * n, B.stride});
@@ -99,7 +101,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         da = da.reshape(sa);
       }
       if (need_b) {
-        if (B.stride == 0 && nb > 1) {  // b shared by the batch: A_flat^T dC_flat, one GEMM
+        if (B.stride == 0) {  // b shared by the batch: A_flat^T dC_flat, one GEMM
           db = Tensor::empty({k, n}, g.dtype(), g.device());
           gemm(db, A.t, g, GemmParams{1, k, n, nb * m, true, false});
         } else {

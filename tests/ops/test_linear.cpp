@@ -115,6 +115,17 @@ TEST(Linear, MatmulShapes) {
   EXPECT_EQ(shape_of({2, 3, 4}, {4}), (Shape{2, 3}));
   EXPECT_EQ(shape_of({2, 1, 3, 4}, {5, 4, 6}), (Shape{2, 5, 3, 6}));
   EXPECT_EQ(shape_of({0, 3, 4}, {4, 2}), (Shape{0, 3, 2}));
+  // An empty batch: empty output, zero gradient for the shared operand.
+  for (bool shared_b : {true, false}) {
+    Tensor x = Tensor::ones(shared_b ? Shape{0, 3, 4} : Shape{3, 4}).requires_grad_();
+    Tensor y = Tensor::ones(shared_b ? Shape{4, 2} : Shape{0, 4, 2}).requires_grad_();
+    Tensor z = matmul(x, y);
+    EXPECT_EQ(z.shape(), (Shape{0, 3, 2}));
+    sum(z).backward();
+    EXPECT_EQ(x.grad().shape(), x.shape());
+    EXPECT_EQ(y.grad().shape(), y.shape());
+    EXPECT_EQ((shared_b ? y : x).grad().to_vector<float>(), std::vector<float>(shared_b ? 8 : 12, 0.0f));
+  }
   // An empty inner dim gives zeros.
   EXPECT_EQ(matmul(Tensor::ones({2, 0}), Tensor::ones({0, 3})).to_vector<float>(), std::vector<float>(6, 0.0f));
   // No rows: an empty output, and zero weight and bias gradients.
