@@ -1,0 +1,139 @@
+// Batched GEMM (core/ops/matmul.h), CPU side: validation, dispatch, and the OpenBLAS reference.
+//   float / double: cblas_sgemm / cblas_dgemm per matrix (row-major, so no transposition tricks).
+//   bf16 / f16: the operands are widened to float once, multiplied with sgemm, and C rounded back
+//   once, so every output element is the float-accumulated product rounded a single time.
+// Threading: OpenBLAS threads each large GEMM itself. Small GEMMs (below OpenBLAS's own
+// multi-threading threshold, so each call is single-threaded) are spread over the batch instead.
+#include "core/ops/matmul.h"
+
+#include <cblas.h>
+
+#include <climits>
+#include <memory>
+
+#include "core/parallel.h"
+
+namespace unirep {
+
+namespace {
+
+// OpenBLAS runs a GEMM on one thread when m*n*k is under 65536 * 4; below that the batch is the
+// only source of parallelism.
+constexpr int64_t kSmallGemm = int64_t(1) << 18;
+// Multiply-adds a thread should get at least, when the batch is split.
+constexpr int64_t kGemmGrain = int64_t(1) << 16;
+
+inline CBLAS_TRANSPOSE cblas_op(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, const float* b, double beta,
+               float* c) {
+  cblas_sgemm(CblasRowMajor, cblas_op(ta), cblas_op(tb), m, n, k, float(alpha), a, ta ? m : k, b, tb ? k : n,
+              float(beta), c, n);
+}
+void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, const double* b, double beta,
+               double* c) {
+  cblas_dgemm(CblasRowMajor, cblas_op(ta), cblas_op(tb), m, n, k, alpha, a, ta ? m : k, b, tb ? k : n, beta, c, n);
+}
+
+// float / double: one BLAS call per matrix of the batch. Strides are resolved (>= 0).
+template <class T> void gemm_blas(const GemmParams& p, const T* a, const T* b, T* c) {
+  int m = int(p.m), n = int(p.n), k = int(p.k);
+  int64_t c_stride = p.m * p.n;
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      blas_gemm(p.trans_a, p.trans_b, m, n, k, p.alpha, a + i * p.stride_a, b + i * p.stride_b, p.beta,
+                c + i * c_stride);
+  };
+  int64_t work = p.m * p.n * p.k;
+  if (p.batch > 1 && work < kSmallGemm)
+    parallel_for(0, p.batch, std::max<int64_t>(1, kGemmGrain / std::max<int64_t>(work, 1)), run);
+  else
+    run(0, p.batch);
+}
+
+// dst[j + i*size] = float(src[j + i*stride]) for i < count, j < size.
+template <class T> void widen(float* dst, const T* src, int64_t count, int64_t stride, int64_t size) {
+  parallel_for(0, count * size, kGrain, [&](int64_t begin, int64_t end) {
+    int64_t j = begin % size;
+    const T* s = src + (begin / size) * stride;
+    for (int64_t i = begin; i < end; ++i) {
+      dst[i] = static_cast<float>(s[j]);
+      if (++j == size) {
+        j = 0;
+        s += stride;
+      }
+    }
+  });
+}
+
+// bf16 / f16: widen the operands (each broadcast matrix once), sgemm, round C back.
+template <class T> void gemm_half(const GemmParams& p, const T* a, const T* b, T* c) {
+  int64_t size_a = p.m * p.k, size_b = p.k * p.n, size_c = p.m * p.n;
+  int64_t count_a = p.stride_a == 0 ? 1 : p.batch, count_b = p.stride_b == 0 ? 1 : p.batch;
+  std::unique_ptr<float[]> fa(new float[size_t(count_a * size_a)]);
+  std::unique_ptr<float[]> fb(new float[size_t(count_b * size_b)]);
+  std::unique_ptr<float[]> fc(new float[size_t(p.batch * size_c)]);
+  widen(fa.get(), a, count_a, p.stride_a, size_a);
+  widen(fb.get(), b, count_b, p.stride_b, size_b);
+  if (p.beta != 0.0) widen(fc.get(), c, p.batch, size_c, size_c);
+  GemmParams q = p;
+  q.stride_a = p.stride_a == 0 ? 0 : size_a;
+  q.stride_b = p.stride_b == 0 ? 0 : size_b;
+  gemm_blas<float>(q, fa.get(), fb.get(), fc.get());
+  float* out = fc.get();
+  parallel_for(0, p.batch * size_c, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) c[i] = T(out[i]);
+  });
+}
+
+// Throws unless the storage of t holds `count` matrices of `size` elements `stride` apart.
+void check_extent(const Tensor& t, const char* which, int64_t count, int64_t stride, int64_t size) {
+  if (count == 0 || size == 0) return;
+  int64_t last = t.offset() + (count - 1) * stride + size;
+  int64_t available = int64_t(t.storage()->nbytes / t.element_size());
+  UNIREP_CHECK(last <= available, "gemm: operand ", which, " ", t.str(), " holds ", available - t.offset(),
+               " elements from its offset, but ", count, " matrices of ", size, " elements ", stride,
+               " apart need ", last - t.offset());
+}
+
+}  // namespace
+
+void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& params) {
+  UNIREP_CHECK(a.defined() && b.defined() && c.defined(), "gemm: undefined operand");
+  UNIREP_CHECK(is_floating(c.dtype()), "gemm: expected a floating dtype, got ", dtype_name(c.dtype()));
+  UNIREP_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: dtypes differ: a ", dtype_name(a.dtype()),
+               ", b ", dtype_name(b.dtype()), ", c ", dtype_name(c.dtype()));
+  UNIREP_CHECK(a.device() == c.device() && b.device() == c.device(), "gemm: devices differ: a ", a.device().str(),
+               ", b ", b.device().str(), ", c ", c.device().str());
+  GemmParams p = params;
+  UNIREP_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, "gemm: negative extent (batch ", p.batch, ", m ",
+               p.m, ", n ", p.n, ", k ", p.k, ")");
+  UNIREP_CHECK(p.m <= INT_MAX && p.n <= INT_MAX && p.k <= INT_MAX, "gemm: m ", p.m, ", n ", p.n, ", k ", p.k,
+               " exceed the 32-bit BLAS limit");
+  if (p.stride_a < 0) p.stride_a = p.m * p.k;
+  if (p.stride_b < 0) p.stride_b = p.k * p.n;
+  UNIREP_CHECK(c.is_contiguous() && c.numel() == p.batch * p.m * p.n, "gemm: c must be a contiguous [", p.batch,
+               ", ", p.m, ", ", p.n, "] tensor, got ", c.str());
+  check_extent(a, "a", p.batch, p.stride_a, p.m * p.k);
+  check_extent(b, "b", p.batch, p.stride_b, p.k * p.n);
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  if (p.k == 0) {  // an empty sum: C = beta * C
+    if (p.beta == 0.0)
+      c.detach().fill_(0.0);
+    else if (p.beta != 1.0)
+      c.detach().mul_(p.beta);
+    return;
+  }
+  if (c.is_cuda()) return cuda::gemm(c, a, b, p);
+  UNIREP_DISPATCH_FLOATING(c.dtype(), "gemm", [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    scalar_t* pc = c.data<scalar_t>();
+    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>)
+      gemm_blas<scalar_t>(p, pa, pb, pc);
+    else
+      gemm_half<scalar_t>(p, pa, pb, pc);
+  });
+}
+
+}  // namespace unirep

@@ -1,0 +1,30 @@
+// Batched GEMM, the kernel under matmul and linear:
+//   C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i],   i < batch,
+// with op(A[i]) m x k and op(B[i]) k x n. Every matrix is row-major and dense: A[i] is stored as
+// [m, k] ([k, m] when trans_a), B[i] as [k, n] ([n, k] when trans_b), C[i] as [m, n]. A[i] starts
+// stride_a elements after A[i-1] (0 broadcasts one matrix over the batch; -1 means packed, the
+// matrix size), likewise B; C is a contiguous [batch, m, n] tensor. beta = 0 ignores C's contents.
+// CPU: OpenBLAS (bf16/f16 converted to float, multiplied with sgemm, rounded once).
+// CUDA: cublasGemmStridedBatchedEx, accumulating in float32 (float64 for double), no TF32.
+#pragma once
+#include "core/tensor.h"
+
+namespace unirep {
+
+struct GemmParams {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;
+  int64_t stride_a = -1, stride_b = -1;  // elements between consecutive matrices; -1 packed, 0 broadcast
+  double alpha = 1.0, beta = 0.0;
+};
+
+// a, b, c: same floating dtype and device; a and b address their matrices from data_ptr() (any
+// tensor whose storage holds them, e.g. a contiguous [batch, m, k] or a single [m, k] with stride 0).
+void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
+
+namespace cuda {
+// Strides already resolved (no -1); dtypes and extents already validated.
+void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
+}  // namespace cuda
+
+}  // namespace unirep
