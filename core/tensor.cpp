@@ -119,6 +119,7 @@ Device Tensor::device() const { return checked(impl_).storage->device; }
 const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_).storage; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   const Shape& sh = shape();
   const Shape& st = strides();
   int64_t expected = 1;
