@@ -1,0 +1,75 @@
+// Batch norm and layer norm kernels. x is contiguous and seen as [outer, C, inner] around one
+// channel dim (NHWC activations: inner = 1; NCHW: outer = N, inner = H*W).
+//
+// Batch norm normalises each channel c over the outer*inner positions; layer norm normalises each
+// position (o, i) over the C channels. Statistics are accumulated in acc_t (float32 for bf16/f16)
+// and the saved mean/invstd tensors have that dtype (norm_stat_dtype). Variances are computed in
+// two passes (mean first, then the centred sum of squares, which also corrects the mean's rounding),
+// never as E[x^2] - E[x]^2 of raw values.
+//
+//   y   = (x - mean) * invstd * w + b,          invstd = 1 / sqrt(var + eps), var biased
+//   batch norm backward (training), n = outer*inner, sums over the channel's positions:
+//     db = sum(dy),  dw = invstd * sum(dy * (x - mean)),
+//     dx = w * invstd * (dy - db / n - (x - mean) * invstd^2 * sum(dy * (x - mean)) / n)
+//   batch norm backward (eval, mean/invstd from the running stats): dx = w * invstd * dy
+//   layer norm backward, per position, g = dy * w, xhat = (x - mean) * invstd, means over C:
+//     dx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  dw = sum_pos(dy * xhat), db = sum_pos(dy)
+//
+// weight/bias (and dx/dweight/dbias in the backward kernels) may be undefined: affine off, or that
+// gradient not wanted.
+#pragma once
+#include "core/tensor.h"
+
+namespace unirep {
+
+struct NormShape {
+  int64_t outer = 1, channels = 1, inner = 1;
+  int64_t numel() const { return outer * channels * inner; }
+};
+
+// dtype of the saved statistics: float64 for float64 inputs, float32 otherwise.
+inline DType norm_stat_dtype(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+// Training statistics of x: mean[C], invstd[C] (norm_stat_dtype). When running_mean/running_var are
+// defined ([C], contiguous, any floating dtype) they are updated in place:
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var  + momentum var * n / (n - 1)
+void batch_norm_stats(const Tensor& mean, const Tensor& invstd, const Tensor& x, NormShape s,
+                      const Tensor& running_mean, const Tensor& running_var, double momentum, double eps);
+// Eval statistics: mean = running_mean, invstd = 1 / sqrt(running_var + eps) (into norm_stat_dtype).
+void batch_norm_eval_stats(const Tensor& mean, const Tensor& invstd, const Tensor& running_mean,
+                           const Tensor& running_var, double eps);
+// y = (x - mean[c]) * invstd[c] * w[c] + b[c].
+void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                      const Tensor& weight, const Tensor& bias, NormShape s);
+// Gradients of batch_norm_apply with mean/invstd the batch statistics (training: they depend on x)
+// or constants (eval).
+void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
+                         const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                         NormShape s, bool training);
+
+// y = layer norm of x over C; mean/invstd [outer * inner] (norm_stat_dtype) are written when defined.
+void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invstd, const Tensor& x,
+                        const Tensor& weight, const Tensor& bias, NormShape s, double eps);
+void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
+                         const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                         NormShape s);
+
+namespace cuda {
+void batch_norm_stats(const Tensor& mean, const Tensor& invstd, const Tensor& x, NormShape s,
+                      const Tensor& running_mean, const Tensor& running_var, double momentum, double eps);
+void batch_norm_eval_stats(const Tensor& mean, const Tensor& invstd, const Tensor& running_mean,
+                           const Tensor& running_var, double eps);
+void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                      const Tensor& weight, const Tensor& bias, NormShape s);
+void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
+                         const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                         NormShape s, bool training);
+void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invstd, const Tensor& x,
+                        const Tensor& weight, const Tensor& bias, NormShape s, double eps);
+void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
+                         const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                         NormShape s);
+}  // namespace cuda
+
+}  // namespace unirep
