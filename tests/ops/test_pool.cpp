@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/ops/pool.h"
+#include "core/ops/pool_elements.h"
 #include "tests/support/op_case.h"
 
 namespace unirep {
@@ -289,6 +290,102 @@ TEST(Pool, LowPrecisionMatchesFloat64OnCpu) {
       EXPECT_LT(testing::relative_error(x.grad(), gref), tol) << c.name << " grad " << dtype_name(dt);
     }
   }
+}
+
+// The CUDA kernels compute every element with the host+device functions of core/ops/pool_elements.h.
+// Running those functions here on the host against the CPU kernels checks the device code paths (window,
+// bin and tap geometry, gather ranges, argmax rule) on a machine without a GPU.
+template <class T> void check_element_functions() {
+  using acc = acc_t<T>;
+  const double tol = std::is_same<T, double>::value ? 1e-12 : std::is_same<T, float>::value ? 1e-6 : 1e-2;
+  Generator gen(21);
+  auto rnd = [&](const Shape& s) { return Tensor::randn(s, gen, DTypeOf<T>::value); };
+  // a: an element function's acc result, rounded to T as the kernel stores it; b: the CPU kernel's value.
+  auto near = [&](acc a, double b) {
+    double r = double(static_cast<acc>(static_cast<T>(a)));
+    return std::fabs(r - b) <= tol * (1 + std::fabs(b));
+  };
+  auto for_each = [](const Shape& s, auto f) {
+    for (int64_t n = 0; n < s[0]; ++n)
+      for (int64_t h = 0; h < s[1]; ++h)
+        for (int64_t w = 0; w < s[2]; ++w)
+          for (int64_t c = 0; c < s[3]; ++c) f(n, h, w, c, ((n * s[1] + h) * s[2] + w) * s[3] + c);
+  };
+  const Shape in_shape{2, 7, 6, 3};
+  // Max pool: kernel, stride, padding, dilation per dim; ceil_mode.
+  std::vector<std::pair<PoolWindow, bool>> windows = {
+      {{2, 2, 2, 2, 0, 0, 1, 1}, false}, {{3, 3, 2, 2, 1, 1, 1, 1}, false}, {{2, 2, 2, 2, 0, 0, 1, 1}, true},
+      {{3, 3, 3, 3, 1, 1, 1, 1}, true},  {{3, 3, 2, 2, 1, 1, 2, 2}, false}, {{3, 2, 2, 1, 1, 0, 1, 2}, false},
+      {{2, 2, 1, 1, 1, 1, 6, 5}, false},  // windows wholly in the padding: -inf, no gradient
+  };
+  for (const auto& [k, ceil_mode] : windows) {
+    const int64_t oh = pool_output_size(in_shape[1], k.kernel_h, k.stride_h, k.pad_h, k.dilation_h, ceil_mode);
+    const int64_t ow = pool_output_size(in_shape[2], k.kernel_w, k.stride_w, k.pad_w, k.dilation_w, ceil_mode);
+    ASSERT_GT(oh, 0);
+    ASSERT_GT(ow, 0);
+    const Shape out_shape{in_shape[0], oh, ow, in_shape[3]};
+    const pool_detail::Geom g{in_shape[1], in_shape[2], in_shape[3], oh, ow};
+    // Small integers: many ties, so the first-maximum rule is exercised too.
+    std::vector<double> xv = rnd(in_shape).template to_vector<double>();
+    for (double& v : xv) v = std::round(2 * v);
+    Tensor x = Tensor::from_vector(xv, in_shape, DTypeOf<T>::value);
+    Tensor dy = rnd(out_shape), dx = Tensor::like(x), out = Tensor::like(dy);
+    Tensor ind = Tensor::empty(out_shape, DType::Int64);
+    max_pool2d_forward(out, ind, x, k);
+    max_pool2d_backward(dx, dy, ind, k);
+    const T* xp = x.data<T>();
+    const int64_t* ip = ind.data<int64_t>();
+    for_each(out_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+      int64_t arg;
+      const double v = double(static_cast<T>(pool_detail::max_pool_at(xp, g, k, n, h, w, c, arg)));
+      const double ref = double(static_cast<acc>(out.data<T>()[i]));
+      EXPECT_TRUE(v == ref || (std::isinf(v) && std::isinf(ref))) << "max_pool_at " << i << ": " << v << " vs " << ref;
+      EXPECT_EQ(arg, ip[i]) << "argmax at " << i;
+    });
+    for_each(in_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+      const acc v = acc(pool_detail::max_pool_grad_at(dy.data<T>(), ip, g, k, n, h, w, c));
+      EXPECT_TRUE(near(v, double(static_cast<acc>(dx.data<T>()[i])))) << "max_pool_grad_at " << i << ": " << v;
+    });
+  }
+  // Adaptive average pool and bilinear resize, down and up.
+  for (auto [oh, ow] : {std::pair<int64_t, int64_t>{3, 2}, {1, 1}, {7, 6}, {9, 13}, {4, 1}}) {
+    const Shape out_shape{in_shape[0], oh, ow, in_shape[3]};
+    const pool_detail::Geom g{in_shape[1], in_shape[2], in_shape[3], oh, ow};
+    Tensor x = rnd(in_shape), dy = rnd(out_shape), dx = Tensor::like(x), out = Tensor::like(dy);
+    adaptive_avg_pool2d_forward(out, x);
+    adaptive_avg_pool2d_backward(dx, dy);
+    for_each(out_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+      EXPECT_TRUE(near((pool_detail::adaptive_at(x.data<T>(), g, n, h, w, c)),
+                       double(static_cast<acc>(out.data<T>()[i]))))
+          << "adaptive_at " << i;
+    });
+    for_each(in_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+      EXPECT_TRUE(near((pool_detail::adaptive_grad_at(dy.data<T>(), g, n, h, w, c)),
+                       double(static_cast<acc>(dx.data<T>()[i]))))
+          << "adaptive_grad_at " << i;
+    });
+    for (bool ac : {false, true}) {
+      const acc sh = pool_detail::linear_scale<acc>(g.H, g.OH, ac), sw = pool_detail::linear_scale<acc>(g.W, g.OW, ac);
+      bilinear_forward(out, x, ac);
+      bilinear_backward(dx, dy, ac);
+      for_each(out_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+        EXPECT_TRUE(near((pool_detail::bilinear_at(x.data<T>(), g, sh, sw, ac, n, h, w, c)),
+                         double(static_cast<acc>(out.data<T>()[i]))))
+            << "bilinear_at " << i << " ac " << ac;
+      });
+      for_each(in_shape, [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t i) {
+        EXPECT_TRUE(near((pool_detail::bilinear_grad_at(dy.data<T>(), g, sh, sw, ac, n, h, w, c)),
+                         double(static_cast<acc>(dx.data<T>()[i]))))
+            << "bilinear_grad_at " << i << " ac " << ac;
+      });
+    }
+  }
+}
+
+TEST(Pool, DeviceElementFunctionsMatchCpuKernels) {
+  check_element_functions<double>();
+  check_element_functions<float>();
+  check_element_functions<bf16>();
 }
 
 template <class F> void expect_error(F f, std::vector<std::string> parts) {
