@@ -22,7 +22,7 @@ constexpr int64_t kSize = 16, kClasses = 4;
 void make_batch(int64_t n, Generator& gen, Device device, Tensor& images, Tensor& labels) {
   std::vector<float> noise = Tensor::randn({n, kSize, kSize, 3}, gen).to_vector<float>();
   std::vector<float> u = Tensor::rand({n, 3}, gen).to_vector<float>();
-  std::vector<int64_t> y(size_t(n));
+  std::vector<int64_t> y(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     int64_t label = std::min<int64_t>(kClasses - 1, int64_t(u[size_t(3 * i)] * kClasses));
     y[size_t(i)] = label;

@@ -8,7 +8,7 @@ namespace unirep {
 struct DemoOptions {
   int steps = 150;
   int batch = 64;
-  double lr = 0.05;
+  double lr = 0.1;
   uint64_t seed = 0;
   std::string device = "auto";  // auto | cpu | cuda
   double min_accuracy = 0.0;    // exit status 1 when the held-out accuracy ends below this
