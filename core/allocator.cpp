@@ -94,9 +94,9 @@ class CudaCache {
     if (stats_.allocated_bytes > stats_.peak_allocated_bytes) stats_.peak_allocated_bytes = stats_.allocated_bytes;
   }
   void release_cached_locked() {
-    if (!free_.empty()) cudaDeviceSynchronize();  // blocks may still be read by queued kernels
+    if (!free_.empty()) CUDA_CHECK(cudaDeviceSynchronize());  // blocks may still be read by queued kernels
     for (auto& [size, p] : free_) {
-      cudaFree(p);
+      CUDA_CHECK(cudaFree(p));
       stats_.reserved_bytes -= int64_t(size);
       ++stats_.cuda_free_calls;
     }

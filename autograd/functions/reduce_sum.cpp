@@ -45,13 +45,23 @@ Tensor reduce(const Tensor& x, const ReducePlan& p, ReduceOp op, const char* nam
   UNIREP_CHECK(is_floating(x.dtype()), name, ": expected a floating tensor, got ", dtype_name(x.dtype()));
   if (op == ReduceOp::Max)
     UNIREP_CHECK(p.cols > 0, name, ": reduction over an empty dim of a tensor of shape ", shape_str(x.shape()));
+  Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
+  // Reduced dims leading a contiguous tensor (bias gradients, per-channel sums of NHWC data):
+  // reduce columns in place, no transpose.
+  int64_t leading = 0;
+  while (leading < x.dim() && p.reduced[size_t(leading)]) ++leading;
+  bool reduced_lead = true;
+  for (int64_t d = leading; d < x.dim(); ++d) reduced_lead = reduced_lead && !p.reduced[size_t(d)];
+  if (reduced_lead && leading > 0 && leading < x.dim() && x.is_contiguous()) {
+    reduce_cols(out, x.detach(), p.cols, p.rows, op);
+    return out;
+  }
   std::vector<int64_t> perm;
   for (int64_t d = 0; d < x.dim(); ++d)
     if (!p.reduced[size_t(d)]) perm.push_back(d);
   for (int64_t d = 0; d < x.dim(); ++d)
     if (p.reduced[size_t(d)]) perm.push_back(d);
   Tensor xp = x.detach().permute(perm).contiguous();
-  Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   reduce_rows(out, xp, p.rows, p.cols, op);
   return out;
 }

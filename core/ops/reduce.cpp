@@ -1,5 +1,6 @@
 #include "core/ops/reduce.h"
 
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -51,7 +52,40 @@ template <class T> void reduce_rows_cpu(T* out, const T* x, int64_t rows, int64_
   }
 }
 
+// Each thread reduces a band of rows into its own column vector; the bands are then combined in a
+// fixed order, so the result does not depend on timing.
+template <class T> void reduce_cols_cpu(T* out, const T* x, int64_t rows, int64_t cols, ReduceOp op) {
+  using acc = acc_t<T>;
+  Reducer<acc> r{op};
+  int64_t bands = std::clamp<int64_t>(rows * cols / kGrain, 1, num_threads());
+  std::vector<acc> partial(size_t(bands * cols), r.init());
+  parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      acc* p = partial.data() + b * cols;
+      for (int64_t i = rows * b / bands; i < rows * (b + 1) / bands; ++i) {
+        const T* row = x + i * cols;
+        for (int64_t j = 0; j < cols; ++j) p[j] = r.step(p[j], static_cast<acc>(row[j]));
+      }
+    }
+  });
+  parallel_for(0, cols, kGrain, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      acc a = partial[size_t(j)];
+      for (int64_t b = 1; b < bands; ++b) a = r.combine(a, partial[size_t(b * cols + j)]);
+      out[j] = static_cast<T>(a);
+    }
+  });
+}
+
 }  // namespace
+
+void reduce_cols(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op) {
+  UNIREP_CHECK(x.is_contiguous() && out.is_contiguous(), "reduce: operands must be contiguous");
+  if (out.is_cuda()) return cuda::reduce_cols(out, x, rows, cols, op);
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "reduce", [&] {
+    reduce_cols_cpu(out.data<scalar_t>(), x.data<scalar_t>(), rows, cols, op);
+  });
+}
 
 void reduce_rows(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op) {
   UNIREP_CHECK(x.is_contiguous() && out.is_contiguous(), "reduce: operands must be contiguous");

@@ -1,6 +1,9 @@
-// Row reductions: x (contiguous) seen as [rows, cols] -> out [rows], accumulated in acc_t.
-// Reductions over arbitrary dims permute the reduced dims innermost first (autograd/functions/
-// reduce.cpp), so one kernel serves sum, mean, max and the L2 norm.
+// Reductions of a contiguous x seen as a matrix [rows, cols], accumulated in acc_t:
+//   reduce_rows: out[rows], each row reduced (the reduced dims are innermost);
+//   reduce_cols: out[cols], each column reduced (the reduced dims lead, as for a bias gradient or
+//                per-channel statistics of NHWC data: no transpose, reads stay coalesced).
+// Reductions over other dim sets permute the reduced dims innermost first (autograd/functions/
+// reduce_sum.cpp), so these two kernels serve sum, mean, max and the L2 norm.
 #pragma once
 #include "core/tensor.h"
 
@@ -9,9 +12,11 @@ namespace unirep {
 enum class ReduceOp { Sum, Max, SumSquares };
 
 void reduce_rows(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op);
+void reduce_cols(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op);
 
 namespace cuda {
 void reduce_rows(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op);
+void reduce_cols(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op);
 }
 
 }  // namespace unirep

@@ -28,7 +28,9 @@ std::vector<OpCase> reduce_cases() {
       c("sum_to", {2, 3, 4}, [](const Tensor& x) { return sum_to(x, {3, 1}); }),
       c("sum_large_rows", {3, 40000}, [](const Tensor& x) { return sum(x, {1}); }),
   };
-  cases.back().gradcheck = false;
+  cases.push_back(c("sum_nhw_large", {32, 28, 28, 40}, [](const Tensor& x) { return sum(x, {0, 1, 2}); }));
+  cases.push_back(c("amax_leading_large", {300, 70}, [](const Tensor& x) { return amax(x, {0}); }));
+  for (size_t i = cases.size() - 3; i < cases.size(); ++i) cases[i].gradcheck = false;
   return cases;
 }
 
@@ -42,6 +44,19 @@ TEST(Reduce, Values) {
   EXPECT_FLOAT_EQ(mean(x).item(), 5.0f / 6.0f);
   EXPECT_FLOAT_EQ(norm(x, {1}).to_vector<float>()[0], std::sqrt(14.0f));
   EXPECT_EQ(sum(x, {0, 1}, true).shape(), (Shape{1, 1}));
+}
+
+TEST(Reduce, ColumnAndRowPathsAgree) {
+  // Leading reduced dims take the column kernel; the same sums through the transposed (row) path.
+  Generator gen(3);
+  Tensor x = Tensor::randn({16, 9, 11, 24}, gen, DType::Float64);
+  std::vector<double> cols = sum(x, {0, 1, 2}).to_vector<double>();
+  std::vector<double> rows = sum(x.permute({3, 0, 1, 2}).contiguous(), {1, 2, 3}).to_vector<double>();
+  ASSERT_EQ(cols.size(), rows.size());
+  for (size_t i = 0; i < cols.size(); ++i) EXPECT_NEAR(cols[i], rows[i], 1e-10);
+  std::vector<double> mx = amax(x, {0, 1}).to_vector<double>();
+  std::vector<double> mx_rows = amax(x.permute({2, 3, 0, 1}).contiguous(), {2, 3}).to_vector<double>();
+  EXPECT_EQ(mx, mx_rows);
 }
 
 TEST(Reduce, AmaxSplitsGradientAmongTies) {
