@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference implementation of UniRepLKNet, written from docs spec unireplknet.md.
+"""PyTorch reference implementation of UniRepLKNet, written from the spec (unireplknet.md).
 
 This is the ground truth the C++/CUDA implementation is compared with (tests/reference/README.md).
 It favours clarity over speed and runs on PyTorch 1.13 and 2.x (CPU or CUDA, float32 or float64).
@@ -15,7 +15,7 @@ State-dict names, shapes and order equal `unireplknet_shapes.py --list V [--depl
 (tests/reference/check_names.py asserts it).
 
 Command line: `python3 unireplknet_ref.py --selftest` runs the re-parameterisation self-check
-(also run by tests/reference/test_reparam.py).
+(also run by tests/reference/test_reference.py).
 """
 
 import contextlib
