@@ -1,13 +1,13 @@
-// The `unirep` command line. Subcommands live in their own files; this file parses and dispatches.
+// The `unirep` command line: parses the subcommand and hands over; each subcommand lives in its own file.
 #include <cstdio>
-#include <cstdlib>
-#include <stdexcept>
 #include <string>
-#include <type_traits>
 
+#include "core/device.h"
 #include "core/error.h"
+#include "launch/args.h"
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
+#include "launch/model_commands.h"
 
 namespace {
 
@@ -15,51 +15,38 @@ void usage() {
   std::puts(
       "usage: unirep <command> [options]\n"
       "commands:\n"
+      "  info --model V [--deploy] [--image-size 224] [--num-classes 1000] [--in-chans 3] [--json] [--list]\n"
+      "       parameters and multiply-accumulates of UniRepLKNet-V (V = a f p n t s b l xl)\n"
+      "  reparam IN.h5 OUT.h5\n"
+      "       write the deploy-structure (re-parameterised) checkpoint of a training checkpoint\n"
+      "  predict --model V [--deploy] [--num-classes N] --checkpoint X.h5 --input in.h5 --output out.h5\n"
+      "          [--device auto|cpu|cuda]\n"
+      "       eval-mode logits: in.h5 holds float32 'input' [N, C, H, W]; out.h5 gets 'logits' [N, classes]\n"
       "  demo [--steps N] [--batch B] [--lr LR] [--seed S] [--device auto|cpu|cuda] [--min-accuracy A]\n"
-      "       train a small conv net end to end on a synthetic task (the quickstart for now)\n"
+      "       train a small conv net end to end on a synthetic task\n"
       "  bench-kernels [--peak-tflops T]\n"
       "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n"
       "  help  this text");
 }
 
-// Value of option `argv[i]`, advancing i; throws naming the option when it is missing.
-std::string value_of(int argc, char** argv, int& i) {
-  std::string name = argv[i];
-  if (i + 1 >= argc) throw unirep::Error("unirep: option " + name + " needs a value");
-  return argv[++i];
-}
-
-template <class T> T parse_number(const std::string& option, const std::string& text) {
-  try {
-    size_t used = 0;
-    T v;
-    if constexpr (std::is_floating_point_v<T>) v = T(std::stod(text, &used));
-    else v = T(std::stoll(text, &used));
-    if (used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw unirep::Error("unirep: option " + option + " expects a number, got '" + text + "'");
-}
-
 int demo(int argc, char** argv) {
+  unirep::Args args(argc, argv, 2, {"--steps", "--batch", "--lr", "--seed", "--device", "--min-accuracy"}, {});
   unirep::DemoOptions o;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--steps") o.steps = parse_number<int>(a, value_of(argc, argv, i));
-    else if (a == "--batch") o.batch = parse_number<int>(a, value_of(argc, argv, i));
-    else if (a == "--lr") o.lr = parse_number<double>(a, value_of(argc, argv, i));
-    else if (a == "--seed") o.seed = parse_number<uint64_t>(a, value_of(argc, argv, i));
-    else if (a == "--min-accuracy") o.min_accuracy = parse_number<double>(a, value_of(argc, argv, i));
-    else if (a == "--device") {
-      o.device = value_of(argc, argv, i);
-      if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
-        throw unirep::Error("unirep demo: --device expects auto, cpu or cuda, got '" + o.device + "'");
-    } else {
-      throw unirep::Error("unirep demo: unknown option '" + a + "' (see unirep help)");
-    }
-  }
+  o.steps = int(args.get_int("--steps", o.steps));
+  o.batch = int(args.get_int("--batch", o.batch));
+  o.lr = args.get_double("--lr", o.lr);
+  o.seed = uint64_t(args.get_int("--seed", int64_t(o.seed)));
+  o.min_accuracy = args.get_double("--min-accuracy", o.min_accuracy);
+  o.device = args.get("--device", o.device);
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
+    throw unirep::Error("unirep demo: --device expects auto, cpu or cuda, got '" + o.device + "'");
   if (o.steps < 1 || o.batch < 1) throw unirep::Error("unirep demo: --steps and --batch must be positive");
   return unirep::run_demo(o);
+}
+
+int bench_kernels(int argc, char** argv) {
+  unirep::Args args(argc, argv, 2, {"--peak-tflops"}, {});
+  return unirep::run_bench_kernels(args.get_double("--peak-tflops", 989));
 }
 
 }  // namespace
@@ -71,16 +58,11 @@ int main(int argc, char** argv) {
   }
   std::string command = argv[1];
   try {
+    if (command == "info") return unirep::command_info(argc, argv);
+    if (command == "reparam") return unirep::command_reparam(argc, argv);
+    if (command == "predict") return unirep::command_predict(argc, argv);
     if (command == "demo") return demo(argc, argv);
-    if (command == "bench-kernels") {
-      double peak = 989;
-      for (int i = 2; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a != "--peak-tflops") throw unirep::Error("unirep bench-kernels: unknown option '" + a + "'");
-        peak = parse_number<double>(a, value_of(argc, argv, i));
-      }
-      return unirep::run_bench_kernels(peak);
-    }
+    if (command == "bench-kernels") return bench_kernels(argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       usage();
       return 0;

@@ -1,0 +1,96 @@
+#include "layers/basic.h"
+
+#include "autograd/checkpoint.h"
+
+namespace unirep {
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation,
+               int64_t groups, bool has_bias)
+    : in_channels(in), out_channels(out), kernel_size(kernel) {
+  UNIREP_CHECK(in % groups == 0 && out % groups == 0, "Conv2d: channels ", in, " -> ", out,
+               " not divisible by groups ", groups);
+  params = Conv2dParams{stride, stride, padding, padding, dilation, dilation, groups};
+  weight = Tensor::zeros({out, in / groups, kernel, kernel}).requires_grad_();
+  register_parameter("weight", &weight);
+  if (has_bias) {
+    bias = Tensor::zeros({out}).requires_grad_();
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) const { return conv2d(x, weight, bias, params); }
+
+Linear::Linear(int64_t in, int64_t out, bool has_bias) {
+  weight = Tensor::zeros({out, in}).requires_grad_();
+  register_parameter("weight", &weight);
+  if (has_bias) {
+    bias = Tensor::zeros({out}).requires_grad_();
+    register_parameter("bias", &bias);
+  }
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) : eps(eps), momentum(momentum) {
+  weight = Tensor::ones({channels}).requires_grad_();
+  bias = Tensor::zeros({channels}).requires_grad_();
+  running_mean = Tensor::zeros({channels});
+  running_var = Tensor::ones({channels});
+  num_batches_tracked = Tensor::zeros({}, DType::Int64);
+  register_parameter("weight", &weight);
+  register_parameter("bias", &bias);
+  register_buffer("running_mean", &running_mean);
+  register_buffer("running_var", &running_var);
+  register_buffer("num_batches_tracked", &num_batches_tracked);
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  // A checkpointed block's recompute sees the same batch again: its statistics were counted already.
+  bool update = training() && !in_checkpoint_recompute();
+  if (update) {
+    NoGradGuard no_grad;
+    num_batches_tracked.fill_(double(++batches_));
+  }
+  return batch_norm(x, weight, bias, update || !training() ? running_mean : Tensor(),
+                    update || !training() ? running_var : Tensor(), training(), momentum, eps);
+}
+
+void BatchNorm2d::on_state_loaded() { batches_ = int64_t(num_batches_tracked.item()); }
+
+LayerNorm::LayerNorm(int64_t channels, double eps) : eps(eps) {
+  weight = Tensor::ones({channels}).requires_grad_();
+  bias = Tensor::zeros({channels}).requires_grad_();
+  register_parameter("weight", &weight);
+  register_parameter("bias", &bias);
+}
+
+GRN::GRN(int64_t channels, bool use_bias) {
+  gamma = Tensor::zeros({1, 1, 1, channels}).requires_grad_();
+  register_parameter("gamma", &gamma);
+  if (use_bias) {
+    beta = Tensor::zeros({1, 1, 1, channels}).requires_grad_();
+    register_parameter("beta", &beta);
+  }
+}
+
+Tensor GRN::forward(const Tensor& z) const {
+  Tensor g = norm(z, {1, 2}, true);                       // [N, 1, 1, F]
+  Tensor nx = div(g, add_scalar(mean(g, {3}, true), 1e-6));  // [N, 1, 1, F]
+  Tensor out = mul(add_scalar(mul(gamma, nx), 1.0), z);
+  return beta.defined() ? add(out, beta) : out;
+}
+
+SEBlock::SEBlock(int64_t channels, int64_t hidden) {
+  down = std::make_shared<Conv2d>(channels, hidden, 1);
+  up = std::make_shared<Conv2d>(hidden, channels, 1);
+  register_module("down", down.get());
+  register_module("up", up.get());
+}
+
+Tensor SEBlock::forward(const Tensor& u) const {
+  int64_t n = u.size(0), c = u.size(3), hidden = down->out_channels;
+  Tensor s = global_avg_pool(u);  // [N, C]
+  Tensor t = relu(linear(s, down->weight.reshape({hidden, c}), down->bias));
+  Tensor gate = sigmoid(linear(t, up->weight.reshape({c, hidden}), up->bias));
+  return mul(u, gate.reshape({n, 1, 1, c}));
+}
+
+}  // namespace unirep

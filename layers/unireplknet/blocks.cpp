@@ -1,0 +1,93 @@
+#include "layers/unireplknet/blocks.h"
+
+#include "autograd/checkpoint.h"
+#include "layers/unireplknet/config.h"
+
+namespace unirep {
+
+DilatedReparamBlock::DilatedReparamBlock(int64_t channels, int64_t K, bool deploy) : kernel_size(K) {
+  std::vector<std::pair<int64_t, int64_t>> table = dilated_branches(K);  // validates K
+  lk_origin = std::make_shared<Conv2d>(channels, channels, K, 1, K / 2, 1, channels, deploy);
+  register_module("lk_origin", lk_origin.get());
+  if (deploy) return;
+  origin_bn = std::make_shared<BatchNorm2d>(channels);
+  register_module("origin_bn", origin_bn.get());
+  for (auto [k, r] : table) {
+    Branch b{k, r, std::make_shared<Conv2d>(channels, channels, k, 1, (r * (k - 1) + 1) / 2, r, channels, false),
+             std::make_shared<BatchNorm2d>(channels)};
+    std::string suffix = "k" + std::to_string(k) + "_" + std::to_string(r);
+    register_module("dil_conv_" + suffix, b.conv.get());
+    register_module("dil_bn_" + suffix, b.bn.get());
+    branches.push_back(b);
+  }
+}
+
+Tensor DilatedReparamBlock::forward(const Tensor& x) {
+  Tensor out = lk_origin->forward(x);
+  if (!origin_bn) return out;
+  out = origin_bn->forward(out);
+  for (Branch& b : branches) out = add(out, b.bn->forward(b.conv->forward(x)));
+  return out;
+}
+
+UniRepLKNetBlock::UniRepLKNetBlock(int64_t dim, int64_t K, double drop_path_rate, double layer_scale_init_value,
+                                   bool deploy, bool with_cp)
+    : dim(dim), kernel_size(K), deploy(deploy), with_cp(with_cp) {
+  UNIREP_CHECK(K == 3 || K == 5 || (K >= 7 && K % 2 == 1), "UniRepLKNetBlock: kernel size ", K,
+               " unsupported (3, 5, or an odd size >= 7)");
+  if (!deploy && layer_scale_init_value > 0) {
+    gamma = Tensor::full({dim}, layer_scale_init_value).requires_grad_();
+    register_parameter("gamma", &gamma);
+  }
+  if (K >= 7) {
+    lark = std::make_shared<DilatedReparamBlock>(dim, K, deploy);
+    register_module("dwconv", lark.get());
+  } else {
+    smak = std::make_shared<Conv2d>(dim, dim, K, 1, K / 2, 1, dim, deploy);
+    register_module("dwconv", smak.get());
+  }
+  if (!deploy) {
+    norm = std::make_shared<BatchNorm2d>(dim);
+    register_module("norm", norm.get());
+  }
+  se = std::make_shared<SEBlock>(dim, dim / 4);
+  register_module("se", se.get());
+  // Upstream wraps these in Sequentials with permutes/GELU at the other indices: hence the names.
+  pwconv1 = std::make_shared<Linear>(dim, 4 * dim);
+  pwconv1_seq_.add("1", pwconv1);
+  register_module("pwconv1", &pwconv1_seq_);
+  grn = std::make_shared<GRN>(4 * dim, !deploy);
+  act_seq_.add("1", grn);
+  register_module("act", &act_seq_);
+  pwconv2 = std::make_shared<Linear>(4 * dim, dim, deploy);
+  pwconv2_seq_.add("0", pwconv2);
+  if (!deploy) {
+    pwconv2_bn = std::make_shared<BatchNorm2d>(dim);
+    pwconv2_seq_.add("2", pwconv2_bn);
+  }
+  register_module("pwconv2", &pwconv2_seq_);
+  if (drop_path_rate > 0) {
+    drop_path = std::make_shared<DropPath>(drop_path_rate);
+    register_module("drop_path", drop_path.get());
+  }
+}
+
+Tensor UniRepLKNetBlock::residual_branch(const Tensor& x, Generator& gen) {
+  Tensor y = lark ? lark->forward(x) : smak->forward(x);
+  if (norm) y = norm->forward(y);
+  y = se->forward(y);
+  y = grn->forward(gelu(pwconv1->forward(y)));
+  y = pwconv2->forward(y);
+  if (pwconv2_bn) y = pwconv2_bn->forward(y);
+  if (gamma.defined()) y = mul(y, gamma);
+  if (drop_path) y = drop_path->forward(y, gen);
+  return y;
+}
+
+Tensor UniRepLKNetBlock::forward(const Tensor& x, Generator& gen) {
+  if (!with_cp) return add(x, residual_branch(x, gen));
+  return checkpoint([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{add(in[0], residual_branch(in[0], gen))}; },
+                    {x}, {&gen})[0];
+}
+
+}  // namespace unirep
