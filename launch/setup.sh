@@ -11,7 +11,7 @@ build_type=${UNIREP_BUILD_TYPE:-Release}
 log() { printf '[setup] %s\n' "$*"; }
 
 # Debian/Ubuntu packages the build links against, and the tools it runs.
-libraries=(libopenblas-dev libgtest-dev)
+libraries=(libopenblas-dev libgtest-dev libhdf5-dev)
 declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 
 missing=()
