@@ -21,6 +21,13 @@ done
 for tool in "${!tool_package[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tool_package[$tool]}")
 done
+# The PyTorch reference tests need a Python with torch and h5py (Debian: python3-torch, python3-h5py;
+# the GPU machine's own Python already has them).
+has_torch=0
+for py in python3 /usr/bin/python3; do
+  "$py" -c 'import torch, h5py' >/dev/null 2>&1 && { has_torch=1; break; }
+done
+((has_torch)) || missing+=(python3-torch python3-h5py)
 if ((${#missing[@]})); then
   log "installing: ${missing[*]}"
   if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }; then
