@@ -205,7 +205,9 @@ TEST(UniRepLKNet, ConfigInferredFromStateDict) {
       EXPECT_EQ(inferred.kernel_sizes, c.kernel_sizes);
       EXPECT_EQ(inferred.deploy, c.deploy);
       EXPECT_EQ(inferred.features, c.features);
-      if (!c.features) EXPECT_EQ(inferred.num_classes, c.num_classes);
+      if (!c.features) {
+        EXPECT_EQ(inferred.num_classes, c.num_classes);
+      }
       EXPECT_EQ(inferred.in_chans, c.in_chans);
     }
   }
@@ -245,8 +247,11 @@ TEST(UniRepLKNet, NumBatchesTrackedCountsTrainingForwards) {
   m.forward(x);
   m.eval();
   m.forward(x);
-  for (auto& [name, t] : m.named_buffers())
-    if (name.find("num_batches_tracked") != std::string::npos) EXPECT_EQ(t.item(), 2.0) << name;
+  for (auto& [name, t] : m.named_buffers()) {
+    if (name.find("num_batches_tracked") != std::string::npos) {
+      EXPECT_EQ(t.item(), 2.0) << name;
+    }
+  }
 }
 
 TEST(UniRepLKNet, CheckpointedBlocksGiveTheSameGradients) {
