@@ -1,5 +1,6 @@
 // Where a tensor lives. CUDA devices are numbered as the runtime numbers them.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace unirep {

@@ -32,7 +32,7 @@ Device device_from_flags(const Args& args) {
   return d == "cuda" || (d == "auto" && cuda_available()) ? Device::cuda() : Device::cpu();
 }
 
-const Tensor& find(const NamedTensors& tensors, const std::string& name, const std::string& path) {
+Tensor find(const NamedTensors& tensors, const std::string& name, const std::string& path) {
   for (auto& [n, t] : tensors)
     if (n == name) return t;
   throw Error("'" + path + "' has no dataset '" + name + "'");
@@ -100,7 +100,7 @@ int command_predict(int argc, char** argv) {
   model.to(device);
   model.eval();
   NamedTensors inputs = load_tensors(in);
-  const Tensor& x = find(inputs, "input", in);
+  Tensor x = find(inputs, "input", in);
   UNIREP_CHECK(x.dim() == 4 && x.size(1) == c.in_chans, "predict: 'input' in '", in, "' must be [N, ", c.in_chans,
                ", H, W] (NCHW), got ", shape_str(x.shape()));
   NoGradGuard no_grad;
