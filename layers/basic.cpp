@@ -55,7 +55,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 
 void BatchNorm2d::on_state_loaded() { batches_ = int64_t(num_batches_tracked.item()); }
 
-LayerNorm::LayerNorm(int64_t channels, double eps) : eps(eps) {
+LayerNorm::LayerNorm(int64_t channels, double eps, Format format) : eps(eps), format(format) {
   weight = Tensor::ones({channels}).requires_grad_();
   bias = Tensor::zeros({channels}).requires_grad_();
   register_parameter("weight", &weight);

@@ -42,15 +42,25 @@ class BatchNorm2d : public Module {
   int64_t batches_ = 0;
 };
 
-// LayerNorm over the channel dim. The spec's channels_first LN (stem, downsampling, norm0..3) and
-// the final channels_last LN are the same op here, because activations are NHWC.
+// LayerNorm over the channel dim, eps 1e-6. ChannelsLast normalises the last dim: the spec's
+// channels_last LN, and also its channels_first LN (stem, downsampling, norm0..3) once the
+// activations are NHWC, as they are in this model. ChannelsFirst normalises dim 1 of NCHW data.
 class LayerNorm : public Module {
  public:
-  explicit LayerNorm(int64_t channels, double eps = 1e-6);
-  Tensor forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps); }
+  enum class Format { ChannelsLast, ChannelsFirst };
+  explicit LayerNorm(int64_t channels, double eps = 1e-6, Format format = Format::ChannelsLast);
+  Tensor forward(const Tensor& x) const {
+    return layer_norm(x, weight, bias, eps, format == Format::ChannelsLast ? -1 : 1);
+  }
 
   Tensor weight, bias;
   double eps;
+  Format format;
+};
+
+class GELU : public Module {
+ public:
+  Tensor forward(const Tensor& x) const { return gelu(x); }
 };
 
 // Global Response Normalisation on NHWC z [N, H, W, F] (spec 2.7):

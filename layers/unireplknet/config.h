@@ -19,7 +19,8 @@ struct UniRepLKNetConfig {
   double layer_scale_init_value = 1e-6;
   double head_init_scale = 1.0;
   bool deploy = false;
-  bool features = false;  // backbone mode: norm0..norm3 and four feature maps, no norm/head
+  bool features = false;  // backbone mode: norm0..norm3 and the stage feature maps, no norm/head
+  std::vector<int64_t> out_indices = {0, 1, 2, 3};  // backbone mode: which stages' maps forward_features returns
   bool with_cp = false;   // recompute each block in backward (activation checkpointing)
 };
 

@@ -1,5 +1,6 @@
 #include "layers/unireplknet/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -14,6 +15,8 @@ UniRepLKNet::UniRepLKNet(UniRepLKNetConfig config) : config_(std::move(config)),
     UNIREP_CHECK(int64_t(c.kernel_sizes[i].size()) == c.depths[i], "UniRepLKNet: stage ", i, " has ", c.depths[i],
                  " blocks but ", c.kernel_sizes[i].size(), " kernel sizes");
   UNIREP_CHECK(c.features || c.num_classes > 0, "UniRepLKNet: num_classes must be positive, got ", c.num_classes);
+  for (int64_t i : c.out_indices)
+    UNIREP_CHECK(i >= 0 && i < 4, "UniRepLKNet: out_indices ", to_string(c.out_indices), " must lie in 0..3");
 
   // Stem (downsample_layers.0): conv 3x3 s2 -> LN -> GELU -> conv 3x3 s2 -> LN; then conv + LN per stage.
   auto add_conv_ln = [&](Container& seq, const std::string& conv_name, const std::string& ln_name, int64_t in,
@@ -73,7 +76,9 @@ Tensor UniRepLKNet::run_stages(const Tensor& x, std::vector<Tensor>* features) {
   for (size_t i = 0; i < 4; ++i) {
     if (i > 0) h = down_norms_[i + 1]->forward(down_convs_[i + 1]->forward(h));
     for (auto& block : blocks_[i]) h = block->forward(h, *gen_);
-    if (features) features->push_back(out_norms_[i]->forward(h));
+    if (features && std::find(config_.out_indices.begin(), config_.out_indices.end(), int64_t(i)) !=
+                        config_.out_indices.end())
+      features->push_back(out_norms_[i]->forward(h));
   }
   return h;
 }

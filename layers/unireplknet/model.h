@@ -18,7 +18,7 @@ class UniRepLKNet : public Module {
   explicit UniRepLKNet(UniRepLKNetConfig config);
 
   Tensor forward(const Tensor& x);                        // logits [N, num_classes]
-  std::vector<Tensor> forward_features(const Tensor& x);  // backbone mode: 4 NHWC maps
+  std::vector<Tensor> forward_features(const Tensor& x);  // backbone mode: NHWC maps of config.out_indices
 
   // Classification init of spec 4: conv/linear weights ~ N(0, 0.02) (truncated at +-2), biases 0,
   // head scaled by head_init_scale. Backbone mode uses PyTorch's default (Kaiming-uniform, a = sqrt 5).
