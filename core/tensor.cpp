@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/generator.h"
 #include "core/ops/copy.h"
+#include "core/pinned.h"
 
 namespace unirep {
 
@@ -35,7 +36,16 @@ const char* dtype_name(DType t) {
 }
 
 Storage::Storage(size_t n, Device d) : nbytes(n), device(d) { data = device_alloc(n, d); }
-Storage::~Storage() { device_free(data, nbytes, device); }
+Storage::Storage(size_t n, Device d, bool pin) : nbytes(n), device(d), pinned(pin) {
+  UNIREP_CHECK(!pin || d.is_cpu(), "Storage: pinned memory is host memory, but ", d.str(), " was requested");
+  data = pin ? pinned_alloc(n) : device_alloc(n, d);
+}
+Storage::~Storage() {
+  if (pinned)
+    pinned_free(data);
+  else
+    device_free(data, nbytes, device);
+}
 
 // ---------------------------------------------------------------- factories
 

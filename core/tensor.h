@@ -24,7 +24,9 @@ struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   Device device;
+  bool pinned = false;  // page-locked host memory (core/pinned.h); the device is then the CPU
   Storage(size_t nbytes, Device device);
+  Storage(size_t nbytes, Device device, bool pinned);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
