@@ -216,10 +216,10 @@ struct DataLoader::Impl {
                      opt.max_substitutes, " substitutes for position ", t.position,
                      " (the fetch function returned false for each)");
         const int64_t next_index = sampler.index_at((t.position + attempt + 1) % n);
-        if (opt.log_skips)
-          std::cerr << "DataLoader: skipped record " << index << " (epoch " << sampler.epoch() << ", batch "
-                    << s.host.batch_index << ", row " << t.row << "; " << skipped
-                    << " skipped so far); substituting index " << next_index << "\n";
+        if (opt.log_skips)  // one write per line, so that lines of concurrent workers do not interleave
+          std::cerr << detail::concat("DataLoader: skipped record ", index, " (epoch ", sampler.epoch(), ", batch ",
+                                      s.host.batch_index, ", row ", t.row, "; ", skipped,
+                                      " skipped so far); substituting index ", next_index, "\n");
         index = next_index;
       }
       s.host.indices[size_t(t.row)] = index;

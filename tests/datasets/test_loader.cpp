@@ -245,6 +245,7 @@ TEST(DataLoader, TooManySkipsIsAnError) {
   Watchdog dog(std::chrono::seconds(30));
   LoaderOptions o = small_options(2);
   o.max_substitutes = 3;
+  o.log_skips = true;  // exercises the log lines (a few on stderr)
   DistributedSampler sampler(10, 0, 1, 0, false);
   DataLoader loader(sampler, o, [](int64_t i, int64_t row, Batch& b) { return i >= 8 ? write_record(i, row, b) : false; });
   try {
