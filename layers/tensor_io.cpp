@@ -341,6 +341,7 @@ void save_tensors(const std::string& path, const NamedTensors& tensors,
       H5Id fcpl = make_id(H5Pcreate(H5P_FILE_CREATE), H5Pclose, ctx, "cannot create a file creation list");
       h5(H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), ctx,
          "cannot track link creation order");
+      h5(H5Pset_obj_track_times(fcpl, false), ctx, "cannot switch off the root group's timestamps");
       H5Id fapl = make_id(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, ctx, "cannot create a file access list");
       h5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), ctx, "cannot set the format version");
       h5(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), ctx, "cannot set the close degree");
