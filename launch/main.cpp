@@ -4,6 +4,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "datasets/data_command.h"
 #include "launch/args.h"
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
@@ -12,7 +13,7 @@
 namespace {
 
 void usage() {
-  std::puts(
+  std::fputs(
       "usage: unirep <command> [options]\n"
       "commands:\n"
       "  info --model V [--deploy] [--image-size 224] [--num-classes 1000] [--in-chans 3] [--json] [--list]\n"
@@ -25,8 +26,10 @@ void usage() {
       "  demo [--steps N] [--batch B] [--lr LR] [--seed S] [--device auto|cpu|cuda] [--min-accuracy A]\n"
       "       train a small conv net end to end on a synthetic task\n"
       "  bench-kernels [--peak-tflops T]\n"
-      "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n"
-      "  help  this text");
+      "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n",
+      stdout);
+  std::fputs(unirep::data_usage(), stdout);
+  std::fputs("  help  this text\n", stdout);
 }
 
 int demo(int argc, char** argv) {
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
     if (command == "predict") return unirep::command_predict(argc, argv);
     if (command == "demo") return demo(argc, argv);
     if (command == "bench-kernels") return bench_kernels(argc, argv);
+    if (command == "data") return unirep::data_command(argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       usage();
       return 0;

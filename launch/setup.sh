@@ -10,13 +10,23 @@ build_type=${UNIREP_BUILD_TYPE:-Release}
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# Debian/Ubuntu packages the build links against, and the tools it runs.
-libraries=(libopenblas-dev libgtest-dev libhdf5-dev)
+# Debian/Ubuntu packages the build links against, and the tools it runs. "a|b|c": any one of them
+# will do (the first is installed when none is): the libjpeg API comes from libjpeg-dev, Debian's
+# libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev.
+libraries=(libopenblas-dev libgtest-dev libhdf5-dev nlohmann-json3-dev "libjpeg-dev|libjpeg62-turbo-dev|libjpeg-turbo8-dev"
+           libpng-dev zlib1g-dev)
+# Data, only needed by the quickstart (Fashion-MNIST, /usr/share/datasets/fashion-mnist): installed when
+# a package registry answers, otherwise a warning (the GPU machine has no registry).
+optional=(dataset-fashion-mnist)
 declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
-for pkg in "${libraries[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+for entry in "${libraries[@]}"; do
+  IFS='|' read -r -a alternatives <<<"$entry"
+  found=0
+  for pkg in "${alternatives[@]}"; do installed "$pkg" && { found=1; break; }; done
+  ((found)) || missing+=("${alternatives[0]}")
 done
 for tool in "${!tool_package[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tool_package[$tool]}")
@@ -36,6 +46,18 @@ if ((${#missing[@]})); then
   fi
 else
   log "packages present"
+fi
+missing_optional=()
+for pkg in "${optional[@]}"; do installed "$pkg" || missing_optional+=("$pkg"); done
+# Fashion-MNIST's files put there by other means count as present.
+[[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] && missing_optional=()
+if ((${#missing_optional[@]})); then
+  log "installing optional: ${missing_optional[*]}"
+  if ! { timeout 60 apt-get update -q -o Acquire::Retries=0 -o Acquire::http::Timeout=10 >/dev/null 2>&1 &&
+         DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends "${missing_optional[@]}"; }; then
+    echo "setup: warning: could not install ${missing_optional[*]} (no package registry?); the quickstart needs" \
+         "Fashion-MNIST in /usr/share/datasets/fashion-mnist" >&2
+  fi
 fi
 
 nvcc=${CUDACXX:-}

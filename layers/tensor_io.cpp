@@ -1,13 +1,11 @@
 // HDF5 tensor files (format: layers/tensor_io.h). HDF5 C API only. Every library call goes through
 // h5(): a negative return becomes a unirep::Error naming the file and object, with the innermost
-// HDF5 error description; H5Scope switches the library's error printing off (and holds the mutex)
-// for the whole operation, so expected failures never reach stderr.
+// HDF5 error description; H5Scope (core/hdf5_util.h) switches the library's error printing off (and
+// holds the process-wide HDF5 mutex) for the whole operation, so expected failures never reach stderr.
 #include "layers/tensor_io.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <charconv>
@@ -15,11 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <set>
 
 #include <hdf5.h>
+
+#include "core/hdf5_util.h"
 
 namespace unirep {
 namespace {
@@ -28,76 +27,6 @@ static_assert(std::endian::native == std::endian::little,
               "tensor_io writes the host's bytes as little-endian HDF5 types");
 
 constexpr const char* kDtypeAttr = "unirep_dtype";
-
-std::mutex& h5_mutex() {
-  static std::mutex m;
-  return m;
-}
-
-// Holds the library mutex and silences HDF5's automatic error stack printing for the scope.
-// Declare it before any H5Id so that handles close while it is still active.
-class H5Scope {
- public:
-  H5Scope() : lock_(h5_mutex()) {
-    H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  }
-  ~H5Scope() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
-  H5Scope(const H5Scope&) = delete;
-  H5Scope& operator=(const H5Scope&) = delete;
-
- private:
-  std::lock_guard<std::mutex> lock_;
-  H5E_auto2_t func_ = nullptr;
-  void* data_ = nullptr;
-};
-
-// An owned HDF5 identifier, closed with the function that matches its kind.
-class H5Id {
- public:
-  using Closer = herr_t (*)(hid_t);
-  H5Id() = default;
-  H5Id(hid_t id, Closer closer) : id_(id), closer_(closer) {}
-  H5Id(H5Id&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = -1; }
-  H5Id& operator=(H5Id&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = o.id_;
-      closer_ = o.closer_;
-      o.id_ = -1;
-    }
-    return *this;
-  }
-  ~H5Id() { reset(); }
-  hid_t get() const { return id_; }
-  operator hid_t() const { return id_; }
-  // Closes now and returns the status (the destructor ignores it).
-  herr_t close() {
-    herr_t r = id_ >= 0 ? closer_(id_) : 0;
-    id_ = -1;
-    return r;
-  }
-
- private:
-  void reset() {
-    if (id_ >= 0) closer_(id_);
-    id_ = -1;
-  }
-  hid_t id_ = -1;
-  Closer closer_ = nullptr;
-};
-
-herr_t innermost_error(unsigned n, const H5E_error2_t* err, void* data) {
-  if (n == 0 && err && err->desc) *static_cast<std::string*>(data) = err->desc;
-  return 0;
-}
-
-// The most specific message on the HDF5 error stack (walked from where the error was detected).
-std::string hdf5_detail() {
-  std::string desc;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &desc);
-  return desc.empty() ? std::string() : " (HDF5: " + desc + ")";
-}
 
 // Context of one save or load: the op name and the file, the prefix of every message.
 struct Ctx {
@@ -110,7 +39,7 @@ struct Ctx {
 
 // Checks an HDF5 return value (negative = failure) and returns it.
 template <class T, class... Args> T h5(T r, const Ctx& ctx, const Args&... what) {
-  if (r < 0) throw Error(ctx.msg(what...) + hdf5_detail());
+  if (r < 0) throw Error(ctx.msg(what...) + hdf5_error_detail());
   return r;
 }
 
@@ -197,17 +126,7 @@ void write_tensor(hid_t file, hid_t lcpl, hid_t dcpl, const std::string& name, c
 }
 
 void fsync_path(const std::string& path, bool directory, const Ctx& ctx) {
-  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  UNIREP_CHECK(fd >= 0, ctx.msg("cannot open '", path, "' to fsync it: ", std::strerror(errno)));
-  int r = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  UNIREP_CHECK(r == 0, ctx.msg("fsync of '", path, "' failed: ", std::strerror(err)));
-}
-
-std::string parent_directory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  return dir.empty() ? "." : dir;
+  ::unirep::fsync_path(path, directory, ctx.msg(""));
 }
 
 // ---- reading
@@ -415,14 +334,14 @@ void save_tensors(const std::string& path, const NamedTensors& tensors,
   const Ctx ctx{"save_tensors", path};
   UNIREP_CHECK(!path.empty(), "save_tensors: empty file path");
   // Unique per call, so that concurrent saves of one path never write into each other's temp file.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const std::string tmp = temp_path_for(path);
   try {
     {
       H5Scope scope;
       H5Id fcpl = make_id(H5Pcreate(H5P_FILE_CREATE), H5Pclose, ctx, "cannot create a file creation list");
       h5(H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), ctx,
          "cannot track link creation order");
+      h5(H5Pset_obj_track_times(fcpl, false), ctx, "cannot switch off the root group's timestamps");
       H5Id fapl = make_id(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, ctx, "cannot create a file access list");
       h5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), ctx, "cannot set the format version");
       h5(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), ctx, "cannot set the close degree");
