@@ -20,11 +20,16 @@ std::vector<std::vector<uint8_t>> synthetic_jpegs(int count, int64_t height = 37
                                                   int quality = 90, uint64_t seed = 0);
 
 struct AugmentBenchResult {
-  double images_per_second = 0;   // all threads together
+  double images_per_second = 0;   // all threads together, wall clock
   double per_core = 0;            // images_per_second / threads
+  // Images per second of CPU time the worker threads consumed (CLOCK_THREAD_CPUTIME_ID): the per-core
+  // cost of the pipeline itself, which other processes sharing the cores do not inflate. On an idle
+  // machine it equals per_core (up to thread start-up).
+  double per_cpu_second = 0;
   int threads = 0;
   int images = 0;
   double seconds = 0;
+  double cpu_seconds = 0;
   double mean_jpeg_bytes = 0;
 };
 

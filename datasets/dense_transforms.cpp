@@ -316,6 +316,7 @@ void segmentation_random_crop(SegmentationSample& s, int64_t crop_h, int64_t cro
 }
 
 void segmentation_hflip(SegmentationSample& s) {
+  check_seg(s, "segmentation_hflip");
   hflip(s.image);
   hflip(s.label);
 }

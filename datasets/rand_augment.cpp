@@ -344,103 +344,209 @@ inline void store_rgb(uint8_t* o, __m256d v) {
 
 }  // namespace
 
+namespace {
+
+struct AffineContext {
+  const uint8_t* in;
+  const uint8_t* in_end;
+  int64_t h, w, c, stride;
+  std::array<double, 6> m;
+  Interpolation interp;
+  std::array<uint8_t, 3> fill;
+};
+
+// One output pixel (x, y) of PIL's affine transform, written to o.
+inline void affine_pixel(const AffineContext& ctx, int64_t x, double yo, uint8_t* o) {
+  const uint8_t* in = ctx.in;
+  [[maybe_unused]] const uint8_t* in_end = ctx.in_end;
+  const int64_t h = ctx.h, w = ctx.w, c = ctx.c, stride = ctx.stride;
+  const std::array<double, 6>& m = ctx.m;
+  const Interpolation interp = ctx.interp;
+  const std::array<uint8_t, 3>& fill = ctx.fill;
+  const double xo = double(x) + 0.5;
+  double xin = m[0] * xo + m[1] * yo + m[2];
+  double yin = m[3] * xo + m[4] * yo + m[5];
+  if (!(xin >= 0.0 && xin < double(w) && yin >= 0.0 && yin < double(h))) {
+    for (int64_t k = 0; k < c; ++k) o[k] = fill[size_t(k)];
+    return;
+  }
+  if (interp == Interpolation::Nearest) {
+    const uint8_t* s = in + int64_t(yin) * stride + int64_t(xin) * c;
+    for (int64_t k = 0; k < c; ++k) o[k] = s[k];
+    return;
+  }
+  xin -= 0.5;
+  yin -= 0.5;
+  const double fx = std::floor(xin), fy = std::floor(yin);
+  const double dx = xin - fx, dy = yin - fy;
+  const int64_t ix = int64_t(fx), iy = int64_t(fy);
+  if (interp == Interpolation::Bilinear) {
+    // PIL: v = a + (b - a) * d along x on two rows, then along y; truncated.
+    const int64_t x0 = clampi(ix, 0, w - 1) * c, x1 = clampi(ix + 1, 0, w - 1) * c;
+    const uint8_t* r0 = in + clampi(iy, 0, h - 1) * stride;
+    const uint8_t* r1 = in + clampi(iy + 1, 0, h - 1) * stride;
+    for (int64_t k = 0; k < c; ++k) {
+      double v1 = r0[x0 + k] + (double(r0[x1 + k]) - r0[x0 + k]) * dx;
+      double v2 = r1[x0 + k] + (double(r1[x1 + k]) - r1[x0 + k]) * dx;
+      o[k] = clip_trunc(v1 + (v2 - v1) * dy);
+    }
+    return;
+  }
+  int64_t xs[4];
+  for (int i = 0; i < 4; ++i) xs[i] = clampi(ix - 1 + i, 0, w - 1) * c;
+#if defined(__AVX2__)
+  if (c == 3) {
+    const __m256d vdx = _mm256_set1_pd(dx);
+    // Interior pixels read their four taps of a row with one 16-byte load (12 bytes used).
+    const bool x_inside = ix >= 1 && ix + 2 < w;
+    auto row_cubic = [&](const uint8_t* r) {
+      const uint8_t* p = r + (ix - 1) * 3;
+      if (x_inside && p + 16 <= in_end) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        return cubic_v(_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(b)),
+                       _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 3))),
+                       _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 6))),
+                       _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 9))), vdx);
+      }
+      return cubic_v(load_rgb(r + xs[0]), load_rgb(r + xs[1]), load_rgb(r + xs[2]), load_rgb(r + xs[3]), vdx);
+    };
+    if (dy == 0.0) {
+      store_rgb(o, row_cubic(in + clampi(iy, 0, h - 1) * stride));
+      return;
+    }
+    __m256d v[4];
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* r = in + clampi(iy - 1 + j, 0, h - 1) * stride;
+      v[j] = dx == 0.0 ? load_rgb4(r + xs[1], in_end) : row_cubic(r);
+    }
+    store_rgb(o, cubic_v(v[0], v[1], v[2], v[3], _mm256_set1_pd(dy)));
+    return;
+  }
+#endif
+  if (dy == 0.0) {
+    // The y cubic at d = 0 returns its second sample exactly: only row iy matters.
+    const uint8_t* r = in + clampi(iy, 0, h - 1) * stride;
+    for (int64_t k = 0; k < c; ++k)
+      o[k] = clip_trunc(pil_cubic(r[xs[0] + k], r[xs[1] + k], r[xs[2] + k], r[xs[3] + k], dx));
+    return;
+  }
+  const uint8_t* rows[4];
+  for (int j = 0; j < 4; ++j) rows[j] = in + clampi(iy - 1 + j, 0, h - 1) * stride;
+  if (dx == 0.0) {
+    const int64_t xc = xs[1];
+    for (int64_t k = 0; k < c; ++k)
+      o[k] = clip_trunc(
+          pil_cubic(rows[0][xc + k], rows[1][xc + k], rows[2][xc + k], rows[3][xc + k], dy));
+    return;
+  }
+  for (int64_t k = 0; k < c; ++k) {
+    double v[4];
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* r = rows[j];
+      v[j] = pil_cubic(r[xs[0] + k], r[xs[1] + k], r[xs[2] + k], r[xs[3] + k], dx);
+    }
+    o[k] = clip_trunc(pil_cubic(v[0], v[1], v[2], v[3], dy));
+  }
+}
+
+#if defined(__AVX2__)
+// Rows whose output pixels all sample their own source row (m = (a, b, c, 0, 1, 0): yin = y + 0.5
+// exactly, so PIL's y cubic returns that row's x cubic): four output pixels at a time. Where the four
+// source positions are consecutive pixels with all taps inside the image, their 4 x 4 taps x 3
+// channels are four 12-byte runs, and the three 4-lane vectors (p0c0 p0c1 p0c2 p1c0 | p1c1 p1c2 p2c0
+// p2c1 | p2c2 p3c0 p3c1 p3c2) run PIL's cubic with each lane's own fraction. Other pixels take
+// affine_pixel. The arithmetic per value is PIL's, so the output is the same.
+void affine_rows_rgb(const AffineContext& ctx, Image& out) {
+  const int64_t w = ctx.w;
+  const __m256d m0 = _mm256_set1_pd(ctx.m[0]), m2 = _mm256_set1_pd(ctx.m[2]);
+  const __m256d offs = _mm256_setr_pd(0.5, 1.5, 2.5, 3.5), half = _mm256_set1_pd(0.5);
+  const __m256d zero = _mm256_setzero_pd(), width = _mm256_set1_pd(double(w)), top = _mm256_set1_pd(255.0);
+  const __m128i steps = _mm_setr_epi32(0, 1, 2, 3);
+  for (int64_t y = 0; y < ctx.h; ++y) {
+    const double yo = double(y) + 0.5;
+    const __m256d m1yo = _mm256_set1_pd(ctx.m[1] * yo);
+    const uint8_t* row = ctx.in + y * ctx.stride;
+    uint8_t* o = out.row(y);
+    int64_t x = 0;
+    for (; x + 4 <= w; x += 4) {
+      const __m256d xo = _mm256_add_pd(_mm256_set1_pd(double(x)), offs);
+      const __m256d xin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m0, xo), m1yo), m2);
+      const int inside = _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(xin, zero, _CMP_GE_OQ),
+                                                          _mm256_cmp_pd(xin, width, _CMP_LT_OQ)));
+      const __m256d xs = _mm256_sub_pd(xin, half);
+      const __m256d fl = _mm256_floor_pd(xs);
+      const __m256d d = _mm256_sub_pd(xs, fl);
+      const __m128i ix = _mm256_cvttpd_epi32(fl);
+      const int ix0 = _mm_cvtsi128_si32(ix);
+      const bool consecutive =
+          _mm_movemask_epi8(_mm_cmpeq_epi32(ix, _mm_add_epi32(_mm_set1_epi32(ix0), steps))) == 0xFFFF;
+      const uint8_t* base = row + (int64_t(ix0) - 1) * 3;
+      if (inside == 0xF && consecutive && ix0 >= 1 && int64_t(ix0) + 5 < w && base + 9 + 16 <= ctx.in_end) {
+        __m256d a[4], b[4], cc[4];
+        for (int t = 0; t < 4; ++t) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + 3 * t));
+          a[t] = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(v));
+          b[t] = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(v, 4)));
+          cc[t] = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(v, 8)));
+        }
+        const __m256d d0 = _mm256_permute4x64_pd(d, 0x40), d1 = _mm256_permute4x64_pd(d, 0xA5),
+                      d2 = _mm256_permute4x64_pd(d, 0xFE);
+        auto fin = [&](__m256d v) { return _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(v, zero), top)); };
+        const __m128i ra = fin(cubic_v(a[0], a[1], a[2], a[3], d0));
+        const __m128i rb = fin(cubic_v(b[0], b[1], b[2], b[3], d1));
+        const __m128i rc = fin(cubic_v(cc[0], cc[1], cc[2], cc[3], d2));
+        const __m128i bytes = _mm_packus_epi16(_mm_packus_epi32(ra, rb), _mm_packus_epi32(rc, rc));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + 3 * x), bytes);
+        const int32_t last = _mm_extract_epi32(bytes, 2);
+        std::memcpy(o + 3 * x + 8, &last, 4);
+        continue;
+      }
+      for (int64_t k = x; k < x + 4; ++k) affine_pixel(ctx, k, yo, o + 3 * k);
+    }
+    for (; x < w; ++x) affine_pixel(ctx, x, yo, o + 3 * x);
+  }
+}
+
+Image transpose_rgb(const Image& src) {
+  Image out(src.width, src.height, 3);
+  for (int64_t y = 0; y < src.height; ++y) {
+    const uint8_t* r = src.row(y);
+    for (int64_t x = 0; x < src.width; ++x) std::memcpy(out.data.data() + (x * src.height + y) * 3, r + 3 * x, 3);
+  }
+  return out;
+}
+#endif
+
+}  // namespace
+
 Image affine_transform(const Image& src, const std::array<double, 6>& m, Interpolation interp,
                        const std::array<uint8_t, 3>& fill) {
   check_image(src, "affine_transform");
   const int64_t h = src.height, w = src.width, c = src.channels;
+#if defined(__AVX2__)
+  if (c == 3 && interp == Interpolation::Bicubic && h > 0 && w > 0) {
+    if (m[3] == 0.0 && m[4] == 1.0 && m[5] == 0.0) {  // ShearX, TranslateX
+      Image out(h, w, 3);
+      affine_rows_rgb({src.data.data(), src.data.data() + src.numel(), h, w, 3, w * 3, m, interp, fill}, out);
+      return out;
+    }
+    if (m[0] == 1.0 && m[1] == 0.0 && m[2] == 0.0) {  // ShearY, TranslateY: the same on the transpose
+      // In transposed coordinates PIL's sums are the same products added in swapped order (exact).
+      const Image t = transpose_rgb(src);
+      Image out(w, h, 3);
+      affine_rows_rgb({t.data.data(), t.data.data() + t.numel(), w, h, 3, h * 3, {m[4], m[3], m[5], m[1], m[0], m[2]},
+                       interp, fill},
+                      out);
+      return transpose_rgb(out);
+    }
+  }
+#endif
   Image out(h, w, c);
-  const uint8_t* in = src.data.data();
-  [[maybe_unused]] const uint8_t* in_end = in + src.numel();
-  const int64_t stride = w * c;
+  const AffineContext ctx{src.data.data(), src.data.data() + src.numel(), h, w, c, w * c, m, interp, fill};
   for (int64_t y = 0; y < h; ++y) {
     uint8_t* o = out.row(y);
     const double yo = double(y) + 0.5;
-    for (int64_t x = 0; x < w; ++x, o += c) {
-      const double xo = double(x) + 0.5;
-      double xin = m[0] * xo + m[1] * yo + m[2];
-      double yin = m[3] * xo + m[4] * yo + m[5];
-      if (!(xin >= 0.0 && xin < double(w) && yin >= 0.0 && yin < double(h))) {
-        for (int64_t k = 0; k < c; ++k) o[k] = fill[size_t(k)];
-        continue;
-      }
-      if (interp == Interpolation::Nearest) {
-        const uint8_t* s = in + int64_t(yin) * stride + int64_t(xin) * c;
-        for (int64_t k = 0; k < c; ++k) o[k] = s[k];
-        continue;
-      }
-      xin -= 0.5;
-      yin -= 0.5;
-      const double fx = std::floor(xin), fy = std::floor(yin);
-      const double dx = xin - fx, dy = yin - fy;
-      const int64_t ix = int64_t(fx), iy = int64_t(fy);
-      if (interp == Interpolation::Bilinear) {
-        // PIL: v = a + (b - a) * d along x on two rows, then along y; truncated.
-        const int64_t x0 = clampi(ix, 0, w - 1) * c, x1 = clampi(ix + 1, 0, w - 1) * c;
-        const uint8_t* r0 = in + clampi(iy, 0, h - 1) * stride;
-        const uint8_t* r1 = in + clampi(iy + 1, 0, h - 1) * stride;
-        for (int64_t k = 0; k < c; ++k) {
-          double v1 = r0[x0 + k] + (double(r0[x1 + k]) - r0[x0 + k]) * dx;
-          double v2 = r1[x0 + k] + (double(r1[x1 + k]) - r1[x0 + k]) * dx;
-          o[k] = clip_trunc(v1 + (v2 - v1) * dy);
-        }
-        continue;
-      }
-      int64_t xs[4];
-      for (int i = 0; i < 4; ++i) xs[i] = clampi(ix - 1 + i, 0, w - 1) * c;
-#if defined(__AVX2__)
-      if (c == 3) {
-        const __m256d vdx = _mm256_set1_pd(dx);
-        // Interior pixels read their four taps of a row with one 16-byte load (12 bytes used).
-        const bool x_inside = ix >= 1 && ix + 2 < w;
-        auto row_cubic = [&](const uint8_t* r) {
-          const uint8_t* p = r + (ix - 1) * 3;
-          if (x_inside && p + 16 <= in_end) {
-            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-            return cubic_v(_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(b)),
-                           _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 3))),
-                           _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 6))),
-                           _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 9))), vdx);
-          }
-          return cubic_v(load_rgb(r + xs[0]), load_rgb(r + xs[1]), load_rgb(r + xs[2]), load_rgb(r + xs[3]), vdx);
-        };
-        if (dy == 0.0) {
-          store_rgb(o, row_cubic(in + clampi(iy, 0, h - 1) * stride));
-          continue;
-        }
-        __m256d v[4];
-        for (int j = 0; j < 4; ++j) {
-          const uint8_t* r = in + clampi(iy - 1 + j, 0, h - 1) * stride;
-          v[j] = dx == 0.0 ? load_rgb4(r + xs[1], in_end) : row_cubic(r);
-        }
-        store_rgb(o, cubic_v(v[0], v[1], v[2], v[3], _mm256_set1_pd(dy)));
-        continue;
-      }
-#endif
-      if (dy == 0.0) {
-        // The y cubic at d = 0 returns its second sample exactly: only row iy matters.
-        const uint8_t* r = in + clampi(iy, 0, h - 1) * stride;
-        for (int64_t k = 0; k < c; ++k)
-          o[k] = clip_trunc(pil_cubic(r[xs[0] + k], r[xs[1] + k], r[xs[2] + k], r[xs[3] + k], dx));
-        continue;
-      }
-      const uint8_t* rows[4];
-      for (int j = 0; j < 4; ++j) rows[j] = in + clampi(iy - 1 + j, 0, h - 1) * stride;
-      if (dx == 0.0) {
-        const int64_t xc = xs[1];
-        for (int64_t k = 0; k < c; ++k)
-          o[k] = clip_trunc(
-              pil_cubic(rows[0][xc + k], rows[1][xc + k], rows[2][xc + k], rows[3][xc + k], dy));
-        continue;
-      }
-      for (int64_t k = 0; k < c; ++k) {
-        double v[4];
-        for (int j = 0; j < 4; ++j) {
-          const uint8_t* r = rows[j];
-          v[j] = pil_cubic(r[xs[0] + k], r[xs[1] + k], r[xs[2] + k], r[xs[3] + k], dx);
-        }
-        o[k] = clip_trunc(pil_cubic(v[0], v[1], v[2], v[3], dy));
-      }
-    }
+    for (int64_t x = 0; x < w; ++x) affine_pixel(ctx, x, yo, o + x * c);
   }
   return out;
 }

@@ -93,6 +93,25 @@ inline uint8_t clip8(int32_t v) {
 }
 
 #if defined(__AVX2__)
+// dst row j (j < 8, stride dst_stride) = byte j of each of the 8 source rows (stride src_stride).
+inline void transpose8x8(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_t dst_stride) {
+  auto row = [&](int r) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + r * src_stride)); };
+  const __m128i r01 = _mm_unpacklo_epi8(row(0), row(1)), r23 = _mm_unpacklo_epi8(row(2), row(3));
+  const __m128i r45 = _mm_unpacklo_epi8(row(4), row(5)), r67 = _mm_unpacklo_epi8(row(6), row(7));
+  const __m128i a = _mm_unpacklo_epi16(r01, r23), b = _mm_unpackhi_epi16(r01, r23);
+  const __m128i c = _mm_unpacklo_epi16(r45, r67), d = _mm_unpackhi_epi16(r45, r67);
+  const __m128i q0 = _mm_unpacklo_epi32(a, c), q1 = _mm_unpackhi_epi32(a, c);
+  const __m128i q2 = _mm_unpacklo_epi32(b, d), q3 = _mm_unpackhi_epi32(b, d);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), q0);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + dst_stride), _mm_unpackhi_epi64(q0, q0));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 2 * dst_stride), q1);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 3 * dst_stride), _mm_unpackhi_epi64(q1, q1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 4 * dst_stride), q2);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 5 * dst_stride), _mm_unpackhi_epi64(q2, q2));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 6 * dst_stride), q3);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 7 * dst_stride), _mm_unpackhi_epi64(q3, q3));
+}
+
 // Eight rows at a time: the block is transposed so that the eight rows' samples of one (column, channel)
 // are contiguous, then every tap is one 8-lane int32 multiply-add (the same integer arithmetic as the
 // scalar loop, so the same result). Returns the number of rows done (a multiple of 8).
@@ -108,32 +127,17 @@ int64_t resample_horizontal_rgb_x8(const uint8_t* src, int64_t src_stride, int64
   const int64_t len = (col1 - col0) * 3;
   std::vector<uint8_t> tr(static_cast<size_t>(std::max<int64_t>(len, 1) * 8));
   const __m256i bias = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
-  const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
-  alignas(32) int32_t res[3][8];
   for (int64_t b = 0; b < blocks; ++b) {
     const uint8_t* s = src + b * 8 * src_stride + col0 * 3;
     // Transpose 8 rows x len bytes into len x 8, 8x8 bytes at a time.
     int64_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-      __m128i r01 = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + i)),
-                                      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + src_stride + i)));
-      __m128i r23 = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 2 * src_stride + i)),
-                                      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 3 * src_stride + i)));
-      __m128i r45 = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 4 * src_stride + i)),
-                                      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 5 * src_stride + i)));
-      __m128i r67 = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 6 * src_stride + i)),
-                                      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 7 * src_stride + i)));
-      __m128i a = _mm_unpacklo_epi16(r01, r23), bb = _mm_unpackhi_epi16(r01, r23);
-      __m128i c = _mm_unpacklo_epi16(r45, r67), d = _mm_unpackhi_epi16(r45, r67);
-      uint8_t* o = tr.data() + i * 8;
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm_unpacklo_epi32(a, c));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), _mm_unpackhi_epi32(a, c));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 32), _mm_unpacklo_epi32(bb, d));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 48), _mm_unpackhi_epi32(bb, d));
-    }
+    for (; i + 8 <= len; i += 8) transpose8x8(s + i, src_stride, tr.data() + i * 8, 8);
     for (; i < len; ++i)
       for (int r = 0; r < 8; ++r) tr[size_t(i * 8 + r)] = s[r * src_stride + i];
     uint8_t* out = dst + b * 8 * out_w * 3;
+    // Results go to a column-major tile (8 outputs x 3 channels, 8 rows each), transposed back to the
+    // 8 output rows once full.
+    alignas(16) uint8_t tile[24 * 8];
     for (int64_t xx = 0; xx < out_w; ++xx) {
       const int32_t* k = t.coeff.data() + xx * t.ksize;
       const uint8_t* p = tr.data() + (int64_t(t.start[size_t(xx)]) - col0) * 24;
@@ -145,15 +149,24 @@ int64_t resample_horizontal_rgb_x8(const uint8_t* src, int64_t src_stride, int64
         a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8))), kj));
         a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16))), kj));
       }
-      auto fin = [&](__m256i v) { return _mm256_min_epi32(_mm256_max_epi32(_mm256_srai_epi32(v, kPrecisionBits), zero), top); };
-      _mm256_store_si256(reinterpret_cast<__m256i*>(res[0]), fin(a0));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(res[1]), fin(a1));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(res[2]), fin(a2));
-      uint8_t* o = out + xx * 3;
-      for (int r = 0; r < 8; ++r) {
-        o[r * out_w * 3] = uint8_t(res[0][r]);
-        o[r * out_w * 3 + 1] = uint8_t(res[1][r]);
-        o[r * out_w * 3 + 2] = uint8_t(res[2][r]);
+      // >> 22 then saturate to 0..255 (PIL's clip8), 8 rows -> 8 bytes.
+      auto pack8 = [&](__m256i v) {
+        v = _mm256_srai_epi32(v, kPrecisionBits);
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        return _mm_packus_epi16(w16, w16);
+      };
+      const int64_t slot = xx & 7;
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(tile + slot * 24), pack8(a0));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(tile + slot * 24 + 8), pack8(a1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(tile + slot * 24 + 16), pack8(a2));
+      if (slot == 7 || xx == out_w - 1) {
+        const int64_t x0 = xx - slot, cols = (slot + 1) * 3;
+        if (cols == 24) {
+          for (int g = 0; g < 3; ++g) transpose8x8(tile + g * 64, 8, out + x0 * 3 + g * 8, out_w * 3);
+        } else {
+          for (int r = 0; r < 8; ++r)
+            for (int64_t j = 0; j < cols; ++j) out[r * out_w * 3 + x0 * 3 + j] = tile[j * 8 + r];
+        }
       }
     }
   }
