@@ -302,8 +302,9 @@ bool run_png_decode(png_structp png, png_infop info, PngDecodeJob& job) {
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (bit_depth == 16) png_set_strip_16(png);
-    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-    // tRNS (a transparent colour) is ignored: no alpha in the output, as PIL's convert("RGB").
+    // Alpha is dropped, as PIL's convert("RGB") does. png_set_palette_to_rgb also turns a tRNS chunk
+    // into an alpha channel, which must be stripped too.
+    if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
   }
   const bool grey_src = color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA;
   int out_c = job.want < 0 ? 1 : job.want == 0 ? (grey_src ? 1 : 3) : job.want;
@@ -312,6 +313,15 @@ bool run_png_decode(png_structp png, png_infop info, PngDecodeJob& job) {
   const bool rgb_to_grey = job.want >= 0 && !grey_src && out_c == 1;
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
+  // Never let libpng write more than we allocate.
+  const size_t want_rowbytes = size_t(w) * size_t(rgb_to_grey ? 3 : out_c);
+  if (png_get_rowbytes(png, info) != want_rowbytes) {
+    job.bad_format = true;
+    std::snprintf(job.format_message, sizeof(job.format_message),
+                  "unsupported PNG layout (colour type %d, %d-bit, %d channels after conversion)", color, bit_depth,
+                  int(png_get_channels(png, info)));
+    return false;
+  }
   Image& img = *job.out;
   img.height = h;
   img.width = w;

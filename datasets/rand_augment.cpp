@@ -5,7 +5,10 @@
 // compiler not contracting a * b + c into an FMA, which CMake turns off for this file
 // (-ffp-contract=off). Costs: the LUT ops are one table lookup per byte; the affine ops special-case the
 // axes with an integer source position (fraction 0), where PIL's cubic reduces to a copy of the sample,
-// so Shear/Translate interpolate along one axis only and only Rotate runs the full 4x4 kernel.
+// so Shear/Translate interpolate along one axis only and only Rotate runs the full 4x4 kernel. With
+// AVX2, RGB pixels run the cubic on the three channels at once (double lanes, PIL's operation order per
+// lane), and ShearX/TranslateX (ShearY/TranslateY on the transposed image) four pixels at a time; the
+// tests check these paths against the scalar code channel by channel and against Pillow.
 #include "datasets/rand_augment.h"
 
 #include <algorithm>

@@ -33,7 +33,7 @@
 //     int(x * 255 / (hi - lo) - lo * 255 / (hi - lo)), identity if hi <= lo.
 //   * Equalize: per channel LUT as PIL 13 (step = (n - count of the last present value) // 255,
 //     lut[i] = (step // 2 + sum of counts below i) // step; identity if step is 0 or one value only).
-//     PIL before 10 used // 256; the difference is a slight change of the top of the range.
+//     Older Pillow releases divided by 256, which maps the top of the range slightly lower.
 //   * Posterize: x & ~(2^(8 - bits) - 1); bits >= 8 is the identity. Invert: 255 - x.
 #pragma once
 #include <array>

@@ -402,6 +402,10 @@ Image random_resized_crop(const Image& src, int64_t out_h, int64_t out_w, const 
 
 Image random_resized_crop_jpeg(const uint8_t* data, size_t size, int64_t out_h, int64_t out_w,
                                const RandomResizedCropConfig& cfg, Rng& rng, bool dct_scaling) {
+  if (image_format(data, size) != "jpeg") {
+    // ImageNet has a few PNGs (and CMYK JPEGs) named .JPEG: decode whatever it is, same draws.
+    return random_resized_crop(decode_image(data, size, 3), out_h, out_w, cfg, rng);
+  }
   const JpegHeader hdr = read_jpeg_header(data, size);
   const CropBox b = random_resized_crop_box(hdr.height, hdr.width, cfg, rng);
   int scale = 8;

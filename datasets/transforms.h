@@ -76,7 +76,7 @@ Image random_resized_crop(const Image& src, int64_t out_height, int64_t out_widt
 // The same from JPEG bytes: reads the header, draws the box (the same draws as above, so for a seed the
 // same box), decodes only the rows/columns it needs (DCT-scaled when `dct_scaling` allows, see the file
 // comment) and resizes. Produces exactly random_resized_crop(decode_jpeg(...)) when no DCT scaling is
-// used. Grey and CMYK JPEGs come out RGB.
+// used. Grey and CMYK JPEGs come out RGB; a PNG (sniffed) is decoded whole and cropped the same way.
 Image random_resized_crop_jpeg(const uint8_t* data, size_t size, int64_t out_height, int64_t out_width,
                                const RandomResizedCropConfig& config, Rng& rng, bool dct_scaling = true);
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "datasets/bench.h"
 #include "datasets/transforms.h"
 
@@ -327,6 +328,15 @@ TEST(TrainTransform, DeterministicForASeed) {
   std::vector<float> d(96 * 96 * 3);
   imagenet_train_transform(img, cfg, r4, d.data());
   EXPECT_EQ(a, d);
+  // A PNG handed to the JPEG entry point (ImageNet has a few) is decoded and gives the same result.
+  const auto png = encode_png(img);
+  Rng r5 = make_rng(1, 2, 3);
+  std::vector<float> e(96 * 96 * 3);
+  imagenet_train_transform_jpeg(png.data(), png.size(), cfg, r5, e.data());
+  EXPECT_EQ(a, e);
+  // The uint8 part alone.
+  Rng r6 = make_rng(1, 2, 3);
+  EXPECT_EQ(imagenet_train_augment(img, cfg, r6).shape_str(), "96x96x3");
   // Seeded from the Philox generator: reproducible too.
   Generator g1(9), g2(9);
   Rng p1 = make_rng(g1), p2 = make_rng(g2);
@@ -395,10 +405,12 @@ TEST(RandomNumbers, Distributions) {
 }
 
 TEST(DataBench, ThroughputPerCore) {
-  // ~100 images through the full pipeline on all cores. The >= 400 img/s per core requirement of the
-  // issue is asserted for optimised builds only (Debug code is several times slower), on the CPU time
-  // the workers used: the wall-clock figure also counts whatever else runs on this shared machine.
-  const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  // ~100 images through the full pipeline, one thread per core the test may use (OMP_NUM_THREADS, as
+  // launch/test.sh caps every test; all cores of this 2-core machine otherwise). The >= 400 img/s per
+  // core requirement of the issue is asserted for optimised builds only (Debug code is several times
+  // slower), on the CPU time the workers used: the wall-clock figure also counts whatever else runs on
+  // this shared machine (both are printed).
+  const int threads = std::max(1, std::min(num_threads(), int(std::max(1u, std::thread::hardware_concurrency()))));
   const AugmentBenchResult r = augment_bench(threads, 120, true);
   EXPECT_GT(r.images_per_second, 0);
   EXPECT_EQ(r.images, 120);
