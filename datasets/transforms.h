@@ -37,7 +37,8 @@ namespace unirep {
 // ------------------------------------------------------------------------------ geometry
 
 // PIL Image.resize(size, filter): antialiased separable resampling (see the file comment).
-// Nearest follows PIL too (the source pixel under each output pixel centre).
+// Nearest takes the source pixel under each output pixel centre, as PIL does (PIL steps through the
+// image in fixed point and can pick the neighbour where a centre falls exactly on a pixel edge).
 Image resize(const Image& src, int64_t out_height, int64_t out_width,
              Interpolation interpolation = Interpolation::Bicubic);
 // PIL Image.resize(size, filter, box=(x0, y0, x1, y1)): resamples the box (fractional, source pixel

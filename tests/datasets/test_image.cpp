@@ -228,6 +228,26 @@ TEST(ImageCodec, RegionDecodeIsBitIdentical) {
   }
 }
 
+TEST(ImageCodec, FastModeDecodesRegions) {
+  // libjpeg's fast IDCT and merged (non-fancy) upsampling: close to the accurate decode, and region
+  // decoding (skip/crop with the merged upsampler) works there too.
+  const Image img = synthetic_photo(96, 120, 8);
+  const auto bytes = encode_jpeg(img, 90);
+  JpegDecodeOptions fast;
+  fast.fast = true;
+  const Image f = decode_jpeg(bytes.data(), bytes.size(), fast);
+  EXPECT_GT(psnr(decode_jpeg(bytes.data(), bytes.size()), f), 30.0);
+  fast.region_x = 33;
+  fast.region_y = 17;
+  fast.region_width = 50;
+  fast.region_height = 41;
+  const JpegDecoded d = decode_jpeg_region(bytes.data(), bytes.size(), fast);
+  EXPECT_EQ(d.y0, 17);
+  EXPECT_EQ(d.image.height, 41);
+  EXPECT_LE(d.x0, 33);
+  EXPECT_GE(d.x0 + d.image.width, 83);
+}
+
 TEST(ImageCodec, DctScaledDecode) {
   const Image img = synthetic_photo(150, 203, 5);
   const auto bytes = encode_jpeg(img, 92);
