@@ -81,8 +81,7 @@ ConvertReport convert_ade20k(const std::string& src, const std::string& dst, con
         const std::string message =
             "ade20k: image '" + image_path + "' has no annotation '" + (fs::path(label_dir) / (stem + ".png")).string() + "'";
         UNIREP_CHECK(options.skip_corrupt, message);
-        if (options.log) *options.log << "[data] skipping " << message << "\n";
-        ++skipped;
+        convert::note_skipped(options.log, message, skipped);
         continue;
       }
       pairs.push_back({image_path, (fs::path(label_dir) / it->second).string(), folder + "/" + f});
@@ -146,8 +145,7 @@ ConvertReport convert_ade20k(const std::string& src, const std::string& dst, con
         },
         [&](int64_t i, Loaded&& l) {
           if (!l.error.empty()) {
-            ++skipped;
-            if (options.log) *options.log << "[data] skipping " << l.error << "\n";
+            convert::note_skipped(options.log, l.error, skipped);
             return;
           }
           SegmentationRecord r;

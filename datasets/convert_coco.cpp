@@ -276,8 +276,7 @@ ConvertReport convert_coco(const std::string& src, const std::string& dst, const
         },
         [&](int64_t i, Loaded&& l) {
           if (!l.error.empty()) {
-            ++skipped;
-            if (options.log) *options.log << "[data] skipping " << l.error << "\n";
+            convert::note_skipped(options.log, l.error, skipped);
             return;
           }
           DetectionRecord r = annotations_of(d.images[size_t(i)], label_of, where);

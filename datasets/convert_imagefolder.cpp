@@ -96,8 +96,7 @@ ConvertReport convert_imagefolder(const std::string& src, const std::string& dst
         },
         [&](int64_t i, Loaded&& l) {
           if (!l.error.empty()) {
-            ++skipped;
-            if (options.log) *options.log << "[data] skipping " << l.error << "\n";
+            convert::note_skipped(options.log, l.error, skipped);
             return;
           }
           ClassificationRecord r;

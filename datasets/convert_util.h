@@ -15,6 +15,12 @@
 
 namespace unirep::convert {
 
+// A source file left out under skip_corrupt: counted, and logged with the reason.
+inline void note_skipped(std::ostream* log, const std::string& why, int64_t& skipped) {
+  ++skipped;
+  if (log) *log << "[data] skipping " << why << "\n";
+}
+
 // The whole file; errors name it.
 std::vector<uint8_t> read_file(const std::string& path);
 

@@ -14,25 +14,16 @@
 #include "datasets/convert_util.h"
 #include "datasets/shards.h"
 #include "tests/datasets/fixtures.h"
+#include "tests/datasets/helpers.h"
 
 namespace unirep {
 namespace {
 
+using testing_data::error_of;
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using testing_data::TempDir;
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a unirep::Error";
-  return "";
-}
-
-#define EXPECT_HAS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 ConvertOptions opts(int64_t shards, bool skip = false) {
   ConvertOptions o;

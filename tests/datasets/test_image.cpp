@@ -7,9 +7,12 @@
 #include "datasets/bench.h"
 #include "datasets/image.h"
 #include "datasets/random.h"
+#include "tests/datasets/helpers.h"
 
 namespace unirep {
 namespace {
+
+using testing_data::error_of;
 
 double psnr(const Image& a, const Image& b) {
   EXPECT_EQ(a.numel(), b.numel());
@@ -23,15 +26,6 @@ Image grey_of(const Image& rgb) {
   Image g(rgb.height, rgb.width, 1);
   for (size_t i = 0; i < g.numel(); ++i) g.data[i] = rgb.data[3 * i + 1];
   return g;
-}
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // A 5x4 palette PNG (4-bit indices, 11 colours) written by Pillow; index (x, y) = (3x + 5y) % 11 and

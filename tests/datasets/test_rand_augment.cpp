@@ -8,9 +8,13 @@
 #include "core/error.h"
 #include "datasets/rand_augment.h"
 #include "datasets/transforms.h"
+#include "tests/datasets/helpers.h"
 
 namespace unirep {
 namespace {
+
+using testing_data::pattern;
+using testing_data::checksum;
 
 // A smooth-ish RGB test image with a few wrap-around edges.
 Image smooth_pattern(int64_t h, int64_t w) {
@@ -19,20 +23,6 @@ Image smooth_pattern(int64_t h, int64_t w) {
     for (int64_t x = 0; x < w; ++x)
       for (int64_t c = 0; c < 3; ++c) img.at(y, x, c) = uint8_t((40 + 13 * x + 7 * y + 30 * c + ((x * y) % 5) * 6) % 256);
   return img;
-}
-
-Image pattern(int64_t h, int64_t w) {
-  Image img(h, w, 3);
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x)
-      for (int64_t c = 0; c < 3; ++c) img.at(y, x, c) = uint8_t((x * 37 + y * 91 + c * 53 + x * y * 7) % 256);
-  return img;
-}
-
-uint32_t checksum(const Image& img) {
-  uint64_t s = 0;
-  for (size_t i = 0; i < img.numel(); ++i) s += uint64_t(i + 1) * img.data[i];
-  return uint32_t(s & 0xFFFFFFFFull);
 }
 
 const std::array<uint8_t, 3> kFill = {124, 116, 104};

@@ -11,25 +11,13 @@
 #include "core/parallel.h"
 #include "datasets/bench.h"
 #include "datasets/transforms.h"
+#include "tests/datasets/helpers.h"
 
 namespace unirep {
 namespace {
 
-// A high-contrast test pattern (wrapping ramps): exercises the clamping of the cubic overshoot.
-Image pattern(int64_t h, int64_t w) {
-  Image img(h, w, 3);
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x)
-      for (int64_t c = 0; c < 3; ++c) img.at(y, x, c) = uint8_t((x * 37 + y * 91 + c * 53 + x * y * 7) % 256);
-  return img;
-}
-
-// Sum of (i + 1) * v_i mod 2^32: a compact exact fingerprint of an image.
-uint32_t checksum(const Image& img) {
-  uint64_t s = 0;
-  for (size_t i = 0; i < img.numel(); ++i) s += uint64_t(i + 1) * img.data[i];
-  return uint32_t(s & 0xFFFFFFFFull);
-}
+using testing_data::pattern;
+using testing_data::checksum;
 
 std::vector<int> values(const Image& img) { return std::vector<int>(img.data.begin(), img.data.end()); }
 

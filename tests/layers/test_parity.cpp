@@ -17,6 +17,7 @@
 
 #include "layers/tensor_io.h"
 #include "layers/unireplknet/model.h"
+#include "tests/support/op_case.h"
 
 namespace unirep {
 namespace {
@@ -27,13 +28,7 @@ double norm2(const Tensor& t) {
   return std::sqrt(s);
 }
 
-double rel_error(const Tensor& ours, const Tensor& ref) {
-  double d = 0;
-  std::vector<double> a = ours.to_vector<double>(), b = ref.to_vector<double>();
-  for (size_t i = 0; i < a.size(); ++i) d += (a[i] - b[i]) * (a[i] - b[i]);
-  double r = norm2(ref);
-  return r == 0 ? std::sqrt(d) : std::sqrt(d) / r;
-}
+using testing::relative_error;
 
 struct Fixture {
   std::string dir;
@@ -75,10 +70,10 @@ TEST(Parity, MatchesPyTorchReference) {
   {
     NoGradGuard no_grad;
     model.eval();
-    double e = rel_error(model.forward(x), f.io.at("logits_eval"));
+    double e = relative_error(model.forward(x), f.io.at("logits_eval"));
     std::printf("[parity] logits (eval)    rel. error %.2e\n", e);
     EXPECT_LE(e, tol);
-    double d = rel_error(model.reparameterized()->forward(x), f.io.at("logits_deploy"));
+    double d = relative_error(model.reparameterized()->forward(x), f.io.at("logits_deploy"));
     std::printf("[parity] logits (our reparam vs PyTorch deploy) rel. error %.2e\n", d);
     EXPECT_LE(d, tol);
     UniRepLKNet deploy(config_from_state_dict(f.deploy_weights));
@@ -86,7 +81,7 @@ TEST(Parity, MatchesPyTorchReference) {
     deploy.load_state_dict(f.deploy_weights);
     deploy.to(device);
     deploy.eval();
-    double dd = rel_error(deploy.forward(x), f.io.at("logits_deploy"));
+    double dd = relative_error(deploy.forward(x), f.io.at("logits_deploy"));
     std::printf("[parity] logits (PyTorch deploy weights) rel. error %.2e\n", dd);
     EXPECT_LE(dd, tol);
   }
@@ -94,7 +89,7 @@ TEST(Parity, MatchesPyTorchReference) {
   model.train();
   Tensor xg = x.detach().requires_grad_();
   Tensor logits = model.forward(xg);
-  double et = rel_error(logits, f.io.at("logits_train"));
+  double et = relative_error(logits, f.io.at("logits_train"));
   std::printf("[parity] logits (train)   rel. error %.2e\n", et);
   EXPECT_LE(et, tol);
   sum(mul(logits, f.io.at("upstream").to(device))).backward();
@@ -114,13 +109,13 @@ TEST(Parity, MatchesPyTorchReference) {
       for (size_t i = 0; i < a.size(); ++i) d += (a[i] - b[i]) * (a[i] - b[i]);
       e = std::sqrt(d) / largest;  // both are rounding noise of an exact zero
     } else {
-      e = rel_error(p.grad(), ref);
+      e = relative_error(p.grad(), ref);
     }
     ++compared;
     if (e > worst) worst = e, worst_name = name;
     EXPECT_LE(e, tol) << "gradient of " << name;
   }
-  double ei = rel_error(xg.grad().permute({0, 3, 1, 2}), f.io.at("grad_input"));
+  double ei = relative_error(xg.grad().permute({0, 3, 1, 2}), f.io.at("grad_input"));
   std::printf("[parity] %d parameter gradients: worst rel. error %.2e (%s); input gradient %.2e\n", compared, worst,
               worst_name.c_str(), ei);
   EXPECT_LE(ei, tol);
@@ -131,7 +126,7 @@ TEST(Parity, MatchesPyTorchReference) {
       std::string suffix = std::string(".") + stat;
       if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
       std::string module = name.substr(0, name.size() - suffix.size());
-      double e = rel_error(t, f.io.at(std::string(stat) + "_after." + module));
+      double e = relative_error(t, f.io.at(std::string(stat) + "_after." + module));
       worst_stat = std::max(worst_stat, e);
       EXPECT_LE(e, tol) << name;
     }

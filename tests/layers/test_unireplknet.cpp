@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "layers/unireplknet/model.h"
+#include "tests/support/op_case.h"
 
 namespace unirep {
 namespace {
@@ -335,13 +336,8 @@ TEST(UniRepLKNet, CudaMatchesCpuWholeModel) {
     auto [cpu_logits, cpu_grads] = run_on(Device::cpu());
     auto [gpu_logits, gpu_grads] = run_on(Device::cuda());
     double logit_tol = dtype == DType::Float32 ? 1e-4 : 5e-2, grad_tol = dtype == DType::Float32 ? 1e-4 : 0.3;
-    auto rel = [](const Tensor& a, const Tensor& b) {
-      std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-      double d = 0, r = 0;
-      for (size_t i = 0; i < x.size(); ++i) d += (x[i] - y[i]) * (x[i] - y[i]), r += y[i] * y[i];
-      return r == 0 ? std::sqrt(d) : std::sqrt(d / r);
-    };
-    double le = rel(gpu_logits, cpu_logits), worst = 0;
+    using testing::relative_error;
+    double le = relative_error(gpu_logits, cpu_logits), worst = 0;
     std::string worst_name;
     for (size_t i = 0; i < cpu_grads.size(); ++i) {
       // Gradients that are analytically zero in training mode are rounding noise on both sides: the
@@ -351,7 +347,7 @@ TEST(UniRepLKNet, CudaMatchesCpuWholeModel) {
       if (name.find("dwconv.origin_bn.bias") != std::string::npos || name.find("act.1.beta") != std::string::npos ||
           (name.find("dwconv.dil_bn_") != std::string::npos && name.find(".bias") != std::string::npos))
         continue;
-      double e = rel(gpu_grads[i].second, cpu_grads[i].second);
+      double e = relative_error(gpu_grads[i].second, cpu_grads[i].second);
       if (e > worst) worst = e, worst_name = cpu_grads[i].first;
     }
     std::printf("[model cuda-vs-cpu] A %s: logits %.2e, worst gradient %.2e (%s)\n", dtype_name(dtype), le, worst,
