@@ -14,7 +14,7 @@ log() { printf '[setup] %s\n' "$*"; }
 # will do (the first is installed when none is): the libjpeg API comes from libjpeg-dev, Debian's
 # libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev.
 libraries=(libopenblas-dev libgtest-dev libhdf5-dev nlohmann-json3-dev "libjpeg-dev|libjpeg62-turbo-dev|libjpeg-turbo8-dev"
-           libpng-dev zlib1g-dev)
+           libpng-dev zlib1g-dev libyaml-cpp-dev)
 # Data, only needed by the quickstart (Fashion-MNIST, /usr/share/datasets/fashion-mnist): installed when
 # a package registry answers, otherwise a warning (the GPU machine has no registry).
 optional=(dataset-fashion-mnist)
