@@ -20,7 +20,13 @@ libraries=(libopenblas-dev libgtest-dev libhdf5-dev nlohmann-json3-dev "libjpeg-
 optional=(dataset-fashion-mnist)
 declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+# A library built from source instead of packaged counts as present when its header is there.
+declare -A package_header=([libyaml-cpp-dev]=yaml-cpp/yaml.h [nlohmann-json3-dev]=nlohmann/json.hpp [libhdf5-dev]=hdf5/serial/hdf5.h)
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' && return 0
+  local header=${package_header[$1]:-}
+  [[ -n $header && ( -f /usr/include/$header || -f /usr/local/include/$header ) ]]
+}
 missing=()
 for entry in "${libraries[@]}"; do
   IFS='|' read -r -a alternatives <<<"$entry"
