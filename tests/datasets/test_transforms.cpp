@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <thread>
 
@@ -404,7 +405,11 @@ TEST(DataBench, ThroughputPerCore) {
   EXPECT_EQ(r.images, 120);
   EXPECT_GT(r.cpu_seconds, 0);
 #ifdef NDEBUG
-  EXPECT_GT(r.per_cpu_second, 400.0) << "img/s per core with " << threads << " threads";
+  // The figure is for the 2-core CI machine; other CPUs (the GPU machine's cores decode ~15%
+  // slower) set their own floor through UNIREP_DATA_MIN_PER_CORE.
+  const char* floor_env = std::getenv("UNIREP_DATA_MIN_PER_CORE");
+  const double floor = floor_env ? std::atof(floor_env) : 400.0;
+  EXPECT_GT(r.per_cpu_second, floor) << "img/s per core with " << threads << " threads";
 #endif
 }
 
