@@ -34,6 +34,13 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
   return fallback;
 }
 
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  std::vector<std::string> out;
+  for (auto& [n, v] : values_)
+    if (n == name) out.push_back(v);
+  return out;
+}
+
 std::string Args::require(const std::string& name) const {
   UNIREP_CHECK(has(name), "missing required option ", name);
   return get(name, "");

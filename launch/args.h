@@ -14,7 +14,8 @@ class Args {
   Args(int argc, char** argv, int first, std::set<std::string> options, std::set<std::string> flags);
   bool flag(const std::string& name) const { return flags_set_.count(name) > 0; }
   bool has(const std::string& name) const;
-  std::string get(const std::string& name, const std::string& fallback) const;
+  std::string get(const std::string& name, const std::string& fallback) const;  // the last one given
+  std::vector<std::string> get_all(const std::string& name) const;              // every one, in order
   std::string require(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t fallback) const;
   double get_double(const std::string& name, double fallback) const;
