@@ -9,6 +9,7 @@
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
 #include "launch/model_commands.h"
+#include "launch/plot.h"
 
 namespace {
 
@@ -26,7 +27,10 @@ void usage() {
       "  demo [--steps N] [--batch B] [--lr LR] [--seed S] [--device auto|cpu|cuda] [--min-accuracy A]\n"
       "       train a small conv net end to end on a synthetic task\n"
       "  bench-kernels [--peak-tflops T]\n"
-      "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n",
+      "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n"
+      "  plot RUN_DIR [--out DIR] [--python EXE]\n"
+      "       PNG curves of a run's metrics.jsonl (loss, lr, accuracy) into RUN_DIR/plots; needs a Python with\n"
+      "       matplotlib (exit 3 when there is none)\n",
       stdout);
   std::fputs(unirep::data_usage(), stdout);
   std::fputs("  help  this text\n", stdout);
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
     if (command == "demo") return demo(argc, argv);
     if (command == "bench-kernels") return bench_kernels(argc, argv);
     if (command == "data") return unirep::data_command(argc, argv);
+    if (command == "plot") return unirep::command_plot(argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       usage();
       return 0;

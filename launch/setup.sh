@@ -15,9 +15,21 @@ log() { printf '[setup] %s\n' "$*"; }
 # libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev.
 libraries=(libopenblas-dev libgtest-dev libhdf5-dev nlohmann-json3-dev "libjpeg-dev|libjpeg62-turbo-dev|libjpeg-turbo8-dev"
            libpng-dev zlib1g-dev libyaml-cpp-dev)
-# Data, only needed by the quickstart (Fashion-MNIST, /usr/share/datasets/fashion-mnist): installed when
-# a package registry answers, otherwise a warning (the GPU machine has no registry).
-optional=(dataset-fashion-mnist)
+# Optional: installed when a package registry answers, otherwise a warning (the GPU machine has no registry).
+# Each is also present when what it provides is there by other means.
+optional=(dataset-fashion-mnist python3-matplotlib)
+declare -A optional_use=(
+  [dataset-fashion-mnist]="the quickstart needs Fashion-MNIST in /usr/share/datasets/fashion-mnist"
+  [python3-matplotlib]="'unirep plot' needs a Python with matplotlib")
+provided_otherwise() {
+  case $1 in
+    dataset-fashion-mnist) [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] ;;
+    python3-matplotlib)
+      for py in python3 /usr/bin/python3; do "$py" -c 'import matplotlib' >/dev/null 2>&1 && return 0; done
+      return 1 ;;
+    *) return 1 ;;
+  esac
+}
 declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 
 # A library built from source instead of packaged counts as present when its header is there.
@@ -54,16 +66,17 @@ else
   log "packages present"
 fi
 missing_optional=()
-for pkg in "${optional[@]}"; do installed "$pkg" || missing_optional+=("$pkg"); done
-# Fashion-MNIST's files put there by other means count as present.
-[[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] && missing_optional=()
+for pkg in "${optional[@]}"; do installed "$pkg" || provided_otherwise "$pkg" || missing_optional+=("$pkg"); done
 if ((${#missing_optional[@]})); then
   log "installing optional: ${missing_optional[*]}"
-  if ! { timeout 60 apt-get update -q -o Acquire::Retries=0 -o Acquire::http::Timeout=10 >/dev/null 2>&1 &&
-         DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends "${missing_optional[@]}"; }; then
-    echo "setup: warning: could not install ${missing_optional[*]} (no package registry?); the quickstart needs" \
-         "Fashion-MNIST in /usr/share/datasets/fashion-mnist" >&2
-  fi
+  updated=0
+  timeout 60 apt-get update -q -o Acquire::Retries=0 -o Acquire::http::Timeout=10 >/dev/null 2>&1 && updated=1
+  # One at a time: a package this distribution lacks must not keep the others out.
+  for pkg in "${missing_optional[@]}"; do
+    if ! ((updated)) || ! DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends "$pkg"; then
+      echo "setup: warning: could not install $pkg (no package registry?); ${optional_use[$pkg]}" >&2
+    fi
+  done
 fi
 
 nvcc=${CUDACXX:-}
