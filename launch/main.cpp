@@ -9,6 +9,7 @@
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
 #include "launch/model_commands.h"
+#include "launch/train_command.h"
 #include "launch/plot.h"
 
 namespace {
@@ -32,6 +33,7 @@ void usage() {
       "       PNG curves of a run's metrics.jsonl (loss, lr, accuracy) into RUN_DIR/plots; needs a Python with\n"
       "       matplotlib (exit 3 when there is none)\n",
       stdout);
+  std::fputs(unirep::train_usage(), stdout);
   std::fputs(unirep::data_usage(), stdout);
   std::fputs("  help  this text\n", stdout);
 }
@@ -71,6 +73,8 @@ int main(int argc, char** argv) {
     if (command == "demo") return demo(argc, argv);
     if (command == "bench-kernels") return bench_kernels(argc, argv);
     if (command == "data") return unirep::data_command(argc, argv);
+    if (command == "train") return unirep::command_train(argc, argv);
+    if (command == "eval") return unirep::command_eval(argc, argv);
     if (command == "plot") return unirep::command_plot(argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       usage();

@@ -1,0 +1,207 @@
+// The training engine end to end through the CLI: the loss falls, eval agrees with the run, max_steps
+// cuts a run short, a run killed with SIGKILL resumes to bitwise the same losses and weights as an
+// uninterrupted one, a crash during a checkpoint write leaves the previous checkpoint intact.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "launch/checkpoint.h"
+#include "layers/tensor_io.h"
+#include "tests/datasets/fixtures.h"
+#include "tests/launch/train_fixtures.h"
+
+namespace unirep {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_data::TempDir;
+using namespace testing_train;
+
+std::vector<std::pair<double, double>> step_losses_and_lrs(const std::string& metrics) {
+  std::vector<std::pair<double, double>> out;
+  int64_t expected_step = 1;
+  for (const nlohmann::json& r : read_jsonl(metrics)) {
+    if (r.at("kind") != "step") continue;
+    EXPECT_EQ(r.at("step").get<int64_t>(), expected_step++) << metrics;
+    out.emplace_back(r.at("loss").get<double>(), r.at("lr").get<double>());
+  }
+  return out;
+}
+
+// Bitwise equality of two tensor files, tensor by tensor.
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  NamedTensors ta = load_tensors(a), tb = load_tensors(b);
+  ASSERT_EQ(ta.size(), tb.size());
+  for (size_t i = 0; i < ta.size(); ++i) {
+    ASSERT_EQ(ta[i].first, tb[i].first);
+    const Tensor& x = ta[i].second;
+    const Tensor& y = tb[i].second;
+    ASSERT_EQ(x.shape(), y.shape()) << ta[i].first;
+    ASSERT_EQ(x.dtype(), y.dtype()) << ta[i].first;
+    EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), size_t(x.numel()) * x.element_size()), 0) << ta[i].first << " differs";
+  }
+}
+
+TEST(Trainer, LossFallsEvalAgreesAndMaxStepsCuts) {
+  TempDir dir;
+  write_quadrant_dataset(dir / "data", 512, 128);
+  write_text(dir / "cfg.yaml", quadrant_config(dir / "data"));
+  const std::vector<std::string> no_mixing = {"--set", "augment.mixup=0", "--set", "augment.cutmix=0",
+                                              "--set", "train.epochs=3"};
+  std::vector<std::string> args = {"train", "--config", dir / "cfg.yaml", "--out", dir / "run"};
+  args.insert(args.end(), no_mixing.begin(), no_mixing.end());
+  ASSERT_EQ(run_cli(args, dir / "train.log"), 0) << read_text(dir / "train.log");
+
+  auto losses = step_losses_and_lrs(dir / "run/metrics.jsonl");
+  ASSERT_EQ(losses.size(), 96u);  // 3 epochs x 512 / 16
+  double first = 0, last = 0;
+  for (int i = 0; i < 8; ++i) first += losses[size_t(i)].first / 8, last += losses[losses.size() - 1 - size_t(i)].first / 8;
+  EXPECT_LT(last, first - 0.3) << "the loss did not fall: " << first << " -> " << last;
+  nlohmann::json result = nlohmann::json::parse(read_text(dir / "run/result.json"));
+  EXPECT_GT(result["eval"]["top1"].get<double>(), 0.6) << "chance is 0.25";
+  EXPECT_EQ(result["steps"].get<int64_t>(), 96);
+  for (const char* f : {"config.yaml", "model.h5", "model_ema.h5", "checkpoints/best.h5"})
+    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+
+  // unirep eval --json on the final weights reproduces the run's final evaluation.
+  std::vector<std::string> eval = {"eval", "--config", dir / "cfg.yaml", "--checkpoint", dir / "run/model.h5", "--json"};
+  ASSERT_EQ(run_cli(eval, dir / "eval.log"), 0) << read_text(dir / "eval.log");
+  std::string out = read_text(dir / "eval.log");
+  nlohmann::json e = nlohmann::json::parse(out.substr(out.rfind('{')));
+  EXPECT_NEAR(e["top1"].get<double>(), result["eval"]["top1"].get<double>(), 1e-6);
+  EXPECT_NEAR(e["top5"].get<double>(), 1.0, 1e-9);  // 4 classes: the target is always in the top 5
+  EXPECT_EQ(e["images"].get<int64_t>(), 128);
+
+  // train.max_steps stops after that many optimizer steps.
+  args = {"train", "--config", dir / "cfg.yaml", "--out", dir / "short", "--set", "train.max_steps=5"};
+  ASSERT_EQ(run_cli(args, dir / "short.log"), 0) << read_text(dir / "short.log");
+  EXPECT_EQ(step_losses_and_lrs(dir / "short/metrics.jsonl").size(), 5u);
+
+  // A fresh start never overwrites a run that has checkpoints.
+  EXPECT_NE(run_cli(args, dir / "again.log"), 0);
+  EXPECT_NE(read_text(dir / "again.log").find("already holds checkpoints"), std::string::npos) << read_text(dir / "again.log");
+}
+
+TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
+  TempDir dir;
+  write_quadrant_dataset(dir / "data", 256, 64);
+  write_text(dir / "cfg.yaml", quadrant_config(dir / "data", "checkpoint:\n  every_steps: 3\n  keep_last: 2\n"));
+  ASSERT_EQ(run_cli({"train", "--config", dir / "cfg.yaml", "--out", dir / "full"}, dir / "full.log"), 0)
+      << read_text(dir / "full.log");
+
+  // Kill a second run at a random step (2 epochs x 16 steps), then resume it.
+  std::random_device device;
+  const int64_t kill_at = 2 + int64_t(device() % 27);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cli = UNIREP_CLI_PATH, log = dir / "killed.log";
+    FILE* f = std::freopen(log.c_str(), "w", stdout);
+    (void)f;
+    ::dup2(1, 2);
+    std::string a[] = {cli, "train", "--config", dir / "cfg.yaml", "--out", dir / "resumed"};
+    char* argv[] = {a[0].data(), a[1].data(), a[2].data(), a[3].data(), a[4].data(), a[5].data(), nullptr};
+    ::execv(cli.c_str(), argv);
+    ::_exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int64_t reached = 0;
+  while (reached < kill_at && std::chrono::steady_clock::now() < deadline) {
+    reached = 0;
+    if (fs::exists(dir / "resumed/metrics.jsonl")) {
+      std::string text = read_text(dir / "resumed/metrics.jsonl");
+      size_t pos = 0;
+      while ((pos = text.find("\"kind\":\"step\"", pos)) != std::string::npos) ++reached, ++pos;
+    }
+    int status;
+    if (::waitpid(pid, &status, WNOHANG) == pid) FAIL() << "the run ended before step " << kill_at;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "killed at step >= " << kill_at;
+  std::printf("killed at step %lld (latest checkpoint %s)\n", (long long)reached,
+              latest_checkpoint(dir / "resumed").c_str());
+
+  ASSERT_EQ(run_cli({"train", "--config", dir / "cfg.yaml", "--out", dir / "resumed", "--resume", "auto"},
+                    dir / "resume.log"), 0)
+      << read_text(dir / "resume.log");
+  EXPECT_EQ(step_losses_and_lrs(dir / "resumed/metrics.jsonl"), step_losses_and_lrs(dir / "full/metrics.jsonl"))
+      << "killed at step " << reached;
+  expect_same_tensors(dir / "full/model.h5", dir / "resumed/model.h5");
+  expect_same_tensors(dir / "full/model_ema.h5", dir / "resumed/model_ema.h5");
+  EXPECT_LE(list_step_checkpoints(dir / "resumed").size(), 2u);  // keep_last
+}
+
+TEST(Checkpoint, CrashDuringWriteKeepsThePreviousOne) {
+  TempDir dir;
+  const std::string path = step_checkpoint_path(dir.path().string(), 7);
+  fs::create_directories(checkpoint_dir(dir.path().string()));
+  Checkpoint first;
+  first.tensors = {{"model.w", Tensor::full({4}, 1.5)}};
+  first.state = {{"step", 7}};
+  first.config_yaml = "model:\n  variant: a\n";
+  write_checkpoint(path, first);
+
+  // A child rewrites the same checkpoint with 512 MB of tensors and is killed mid-write.
+  Checkpoint big;
+  for (int i = 0; i < 64; ++i) big.tensors.emplace_back("model.t" + std::to_string(i), Tensor::zeros({2 << 20}));
+  big.state = {{"step", 8}};
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    write_checkpoint(path, big);
+    ::_exit(0);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool killed_mid_write = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : fs::directory_iterator(checkpoint_dir(dir.path().string())))
+      if (e.path().string().find(".tmp.") != std::string::npos && fs::file_size(e.path()) > (64u << 20)) {
+        ::kill(pid, SIGKILL);
+        killed_mid_write = true;
+      }
+    if (killed_mid_write) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(killed_mid_write && WIFSIGNALED(status)) << "the write finished before it could be interrupted";
+
+  Checkpoint back = read_checkpoint(path);
+  EXPECT_EQ(back.state["step"], 7);
+  ASSERT_EQ(back.tensors.size(), 1u);
+  EXPECT_EQ(back.tensors[0].second.to_vector<float>(), std::vector<float>(4, 1.5f));
+  EXPECT_EQ(latest_checkpoint(dir.path().string()), path);
+  prune_checkpoints(dir.path().string(), 2);  // removes the crashed write's temp file
+  EXPECT_EQ(std::distance(fs::directory_iterator(checkpoint_dir(dir.path().string())), fs::directory_iterator{}), 1);
+}
+
+TEST(Checkpoint, ReadingErrorsNameTheFile) {
+  TempDir dir;
+  try {
+    read_checkpoint(dir / "nope.h5");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nope.h5' does not exist"), std::string::npos) << e.what();
+  }
+  save_tensors(dir / "plain.h5", {{"w", Tensor::zeros({2})}}, {{"format", "unirep-state-dict"}});
+  try {
+    read_checkpoint(dir / "plain.h5");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a unirep checkpoint"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_model_weights(dir / "plain.h5").size(), 1u);  // a plain state dict is model weights
+}
+
+}  // namespace
+}  // namespace unirep
