@@ -3,10 +3,14 @@
 # (the GPU machine has no package registry), and the build is incremental.
 #   UNIREP_BUILD_DIR   build folder (default: build/ in the repository)
 #   UNIREP_BUILD_TYPE  CMake build type (default: Release)
+#   UNIREP_SETUP_FOR   "tests" (default: everything, the PyTorch reference included) or "quickstart"
+#                      (what training needs: no PyTorch, only the unirep executable is built)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=${UNIREP_BUILD_DIR:-$root/build}
 build_type=${UNIREP_BUILD_TYPE:-Release}
+setup_for=${UNIREP_SETUP_FOR:-tests}
+[[ $setup_for == tests || $setup_for == quickstart ]] || { echo "setup: UNIREP_SETUP_FOR must be tests or quickstart, got '$setup_for'" >&2; exit 2; }
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -55,7 +59,7 @@ has_torch=0
 for py in python3 /usr/bin/python3; do
   "$py" -c 'import torch, h5py' >/dev/null 2>&1 && { has_torch=1; break; }
 done
-((has_torch)) || missing+=(python3-torch python3-h5py)
+[[ $setup_for == quickstart ]] || ((has_torch)) || missing+=(python3-torch python3-h5py)
 if ((${#missing[@]})); then
   log "installing: ${missing[*]}"
   if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }; then
@@ -97,5 +101,7 @@ if [[ ! -f $build_dir/build.ninja ]]; then
 fi
 log "building with $(nproc) jobs"
 start=$(date +%s)
-cmake --build "$build_dir" -j "$(nproc)"
+targets=()
+[[ $setup_for == quickstart ]] && targets=(--target unirep)
+cmake --build "$build_dir" -j "$(nproc)" "${targets[@]}"
 log "built in $(( $(date +%s) - start )) s: $build_dir/unirep"
