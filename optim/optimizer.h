@@ -1,0 +1,106 @@
+// Optimizers over parameter groups (optim/param_groups.h): AdamW and SGD exactly as torch.optim, and
+// global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
+//
+// A step gives group g the learning rate lr * lr_scale(g) and the weight decay passed to step() if
+// the group decays (weight_decay > 0), else 0; step(lr) uses each group's own weight_decay instead.
+// Parameters whose grad is undefined are skipped. Each update is one fused kernel per parameter
+// (optim/optimizer_kernels.h) on the parameter's device; nothing synchronises with the host.
+//
+// State: per parameter and kind a float32 tensor of the parameter's shape on its device, created
+// zeroed at construction (AdamW "exp_avg", "exp_avg_sq"; SGD with momentum "momentum_buffer"), plus
+// the host step count t. The bias corrections (AdamW) and the first-step buffer rule (SGD) use this
+// one count; torch counts per parameter, which differs only for a parameter that had no grad at some
+// step (its later updates here use the global t; SGD with dampening then also starts its buffer
+// from zero instead of the grad). With every parameter getting a grad each step, as in training,
+// the two are identical.
+//
+// state_dict(): "<kind>.<param name>" (the optimizer's own tensors, not copies) and "step" (0-d
+// int64, CPU). load_state_dict() copies values in; it is strict and names every missing,
+// unexpected or mis-shaped entry. A resumed optimizer continues bit for bit.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "optim/param_groups.h"
+
+namespace unirep {
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ParamGroup> groups);
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  virtual void step(double lr, double weight_decay) = 0;
+  void step(double lr);  // each group with its own weight_decay
+  void zero_grad();
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  int64_t steps() const { return steps_; }
+
+  virtual NamedTensors state_dict() const = 0;
+  virtual void load_state_dict(const NamedTensors& state) = 0;
+
+ protected:
+  // Creates one zeroed tensor per parameter for each kind (called once by the constructor of a
+  // derived class).
+  void add_state_kinds(const std::vector<std::string>& kinds);
+  // One optimizer step with weight decay group_wd[g] for group g: counts the step, then calls
+  // update() for every parameter that has a grad.
+  void run(double lr, const std::vector<double>& group_wd);
+  // The wd of every group for a scheduled value: `weight_decay` where the group decays, else 0.
+  std::vector<double> scheduled_weight_decay(double weight_decay) const;
+  // Updates parameter `flat` (groups in order) at its group's lr and wd; t = steps() counts this step.
+  virtual void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) = 0;
+  // The state tensor of kind `kind` (index into the kinds added) of parameter `flat`.
+  const Tensor& state(size_t kind, size_t flat) const { return state_[kind][flat]; }
+  NamedTensors export_state() const;
+  void import_state(const NamedTensors& state);
+
+ private:
+  std::vector<ParamGroup> groups_;
+  std::vector<std::string> names_;  // flat, groups in order
+  std::vector<Tensor> params_;
+  std::vector<std::string> kinds_;
+  std::vector<std::vector<Tensor>> state_;  // [kind][flat]
+  int64_t steps_ = 0;
+};
+
+class AdamW : public Optimizer {
+ public:
+  explicit AdamW(std::vector<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
+  using Optimizer::step;
+  void step(double lr, double weight_decay) override;
+  NamedTensors state_dict() const override { return export_state(); }
+  void load_state_dict(const NamedTensors& state) override { import_state(state); }
+
+ protected:
+  void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) override;
+
+ private:
+  double beta1_, beta2_, eps_;
+};
+
+class SGD : public Optimizer {
+ public:
+  explicit SGD(std::vector<ParamGroup> groups, double momentum = 0.9, double dampening = 0.0, bool nesterov = false);
+  using Optimizer::step;
+  void step(double lr, double weight_decay) override;
+  NamedTensors state_dict() const override { return export_state(); }
+  void load_state_dict(const NamedTensors& state) override { import_state(state); }
+
+ protected:
+  void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) override;
+
+ private:
+  double momentum_, dampening_;
+  bool nesterov_;
+};
+
+// torch.nn.utils.clip_grad_norm_ (norm_type 2) over the defined grads of `params`: total = ||all
+// grads||_2 (float32 accumulation, on the grads' device, no host synchronisation), then
+// grads *= min(1, max_norm / (total + 1e-6)). Returns total as a 0-d float32 tensor (0 on the CPU
+// when no param has a grad).
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+}  // namespace unirep
