@@ -79,7 +79,7 @@ std::shared_ptr<const ShardedDataset> open_split(const TrainConfig& c, const std
 DataSetup setup_data(const TrainConfig& c, bool need_train) {
   DataSetup d;
   if (need_train) d.train = open_split(c, c.data.train_split);
-  d.eval = open_split(c, c.data.eval_split);
+  if (!c.data.eval_split.empty()) d.eval = open_split(c, c.data.eval_split);
   const ShardedDataset& any = d.train ? *d.train : *d.eval;
   const int64_t dataset_classes = any.num_classes();
   d.num_classes = c.model.num_classes > 0 ? c.model.num_classes : dataset_classes;
@@ -149,8 +149,10 @@ std::optional<DType> autocast_dtype_for(const TrainConfig& c, Device device) {
   return c.precision.dtype == "bfloat16" ? DType::BFloat16 : DType::Float16;
 }
 
+// No eval split (data.eval_split ""): zero images, zero metrics.
 EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& d, Device device,
                      std::optional<DType> low_precision) {
+  if (!d.eval) return {};
   const bool was_training = model.training();
   model.eval();
   LoaderOptions o = loader_options(c, d, eval_batch_size(c), device);
@@ -439,6 +441,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   int64_t last_eval_step = -1;
 
   auto run_eval = [&](bool final) {
+    if (!data.eval) return;
     last_eval = evaluate(*model, c, data, device, low_precision);
     if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision);
     last_eval_step = step;
@@ -556,6 +559,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
 
 EvalMetrics evaluate_checkpoint(const TrainConfig& c, const std::string& checkpoint_path, bool use_ema) {
   if (c.train.threads > 0) omp_set_num_threads(int(c.train.threads));
+  UNIREP_CHECK(!c.data.eval_split.empty(), "data.eval_split is empty: there is no split to evaluate on");
   const Device device = resolve_device(c.train.device);
   DataSetup data = setup_data(c, false);
   auto model = std::make_shared<UniRepLKNet>(model_config(c, data));
