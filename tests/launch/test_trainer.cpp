@@ -68,7 +68,7 @@ TEST(Trainer, LossFallsEvalAgreesAndMaxStepsCuts) {
   EXPECT_GT(result["eval"]["top1"].get<double>(), 0.6) << "chance is 0.25";
   EXPECT_EQ(result["steps"].get<int64_t>(), 96);
   for (const char* f : {"config.yaml", "model.h5", "model_ema.h5", "checkpoints/best.h5"})
-    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+    EXPECT_TRUE(fs::exists(dir.path() / "run" / f)) << f;
 
   // unirep eval --json on the final weights reproduces the run's final evaluation.
   std::vector<std::string> eval = {"eval", "--config", dir / "cfg.yaml", "--checkpoint", dir / "run/model.h5", "--json"};
