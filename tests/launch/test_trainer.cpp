@@ -141,7 +141,7 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
   EXPECT_LE(list_step_checkpoints(dir / "resumed").size(), 2u);  // keep_last
 }
 
-TEST(Checkpoint, CrashDuringWriteKeepsThePreviousOne) {
+TEST(TrainCheckpoint, CrashDuringWriteKeepsThePreviousOne) {
   TempDir dir;
   const std::string path = step_checkpoint_path(dir.path().string(), 7);
   fs::create_directories(checkpoint_dir(dir.path().string()));
@@ -185,7 +185,7 @@ TEST(Checkpoint, CrashDuringWriteKeepsThePreviousOne) {
   EXPECT_EQ(std::distance(fs::directory_iterator(checkpoint_dir(dir.path().string())), fs::directory_iterator{}), 1);
 }
 
-TEST(Checkpoint, ReadingErrorsNameTheFile) {
+TEST(TrainCheckpoint, ReadingErrorsNameTheFile) {
   TempDir dir;
   try {
     read_checkpoint(dir / "nope.h5");

@@ -48,7 +48,7 @@ std::string quadrant_config(const std::string& dataset_dir, const std::string& e
   s << "model:\n  variant: a\n  drop_path_rate: 0.1\n"
     << "data:\n  path: " << dataset_dir << "\n  eval_split: test\n  input_size: 16\n  num_workers: 2\n"
     << "  prefetch: 2\n  mean: [0.25]\n  std: [0.3]\n"
-    << "augment:\n  pipeline: small\n  translate: 1\n  hflip: 0.5\n  mixup: 0.8\n  cutmix: 1.0\n"
+    << "augment:\n  pipeline: small\n  translate: 1\n  hflip: 0\n  mixup: 0.8\n  cutmix: 1.0\n"
     << "  label_smoothing: 0.1\n  rand_augment: \"\"\n  random_erasing: 0\n"
     << "optimizer:\n  name: adamw\n  lr: 0.002\n  weight_decay: 0.05\n"
     << "schedule:\n  name: cosine\n  warmup_steps: 3\n  min_lr: 1.0e-5\n"

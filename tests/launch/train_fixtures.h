@@ -12,8 +12,8 @@ namespace unirep::testing_train {
 void write_quadrant_dataset(const std::string& dir, int64_t train, int64_t test, int64_t size = 16);
 
 // A YAML config training UniRepLKNet-A on that dataset (every stochastic part on: translation,
-// flip, mixup/cutmix, drop path, EMA), with `extra` lines appended (later keys override earlier ones
-// only through --set; extra holds keys the base does not set).
+// mixup/cutmix, drop path, EMA; no flip, which would swap the left and right classes), with `extra`
+// lines appended (keys the base does not set; change the others with --set).
 std::string quadrant_config(const std::string& dataset_dir, const std::string& extra = "");
 
 // Runs the CLI with `args` (no shell), stdout+stderr to `log`; returns the exit status.
