@@ -245,6 +245,20 @@ TEST(Autocast, NormsKeepTheInputDtypeAndFloat32Parameters) {
   for (const Tensor& p : {lw, lb, bw, bb, cw, x}) EXPECT_EQ(p.grad().dtype(), DType::Float32);
 }
 
+TEST(Autocast, Float16MeansAndNormsDoNotOverflowBeforeTheirResult) {
+  // GRN under float16 autocast: a mean over 1024 channel norms of ~100 sums to 102400 and an L2
+  // norm over 64 values of 100 sums squares to 640000, both past float16's 65504.
+  Tensor many = Tensor::full({2, 1024}, 100.0, DType::Float16).requires_grad_();
+  Tensor m = mean(many, {1});
+  EXPECT_EQ(m.dtype(), DType::Float16);
+  EXPECT_EQ(m.to_vector<double>(), (std::vector<double>{100, 100}));
+  sum(m).backward();
+  EXPECT_EQ(many.grad().to_vector<double>()[0], 1.0 / 1024);
+  EXPECT_EQ(norm(Tensor::full({64}, 100.0, DType::Float16)).item(), 800.0);
+  EXPECT_EQ(sum(Tensor::full({600}, 100.0, DType::Float16)).item(), 60000.0);
+  EXPECT_TRUE(std::isinf(sum(Tensor::full({700}, 100.0, DType::Float16)).item()));  // the sum itself overflows
+}
+
 TEST(Autocast, BackwardInsideARegionRunsTheForwardsDtypes) {
   // Calling backward inside the region must not re-cast anything: same gradients as outside.
   auto grads = [](bool backward_inside) {
