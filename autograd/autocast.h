@@ -38,7 +38,10 @@
 // 1e-6 init is an f16 subnormal (about 4 significant bits) while it is that small.
 //
 // Reductions (GRN's L2 norm, means, pooling) keep the 16-bit dtype: they accumulate in float32
-// and round once at the end, which is what computing them in float32 and casting would give.
+// and round the result (GRN's norm and mean twice: the sum, then the sqrt or the scaling). A
+// float16 sum, mean or norm reduces a float32 copy of its input instead
+// (autograd/functions/reduce_sum.cpp): a float16 sum overflows 65504 long before the mean or
+// norm would.
 //
 // Backward runs with autocast off (the engine suspends it): each backward op runs in the dtypes
 // its forward chose, which the saved tensors and incoming gradients carry. Activation
@@ -77,8 +80,12 @@ class AutocastGuard {
   DType prev_dtype_;
 };
 
-// The ops that consult the policy table.
-enum class AutocastOp { Conv2d, Linear, Matmul, Softmax, LogSoftmax, CrossEntropy, CrossEntropySoft, Add, Sub, Mul, Div };
+// The ops that consult the policy table (rule_of in autocast.cpp maps each to its rule).
+enum class AutocastOp {
+  Conv2d, Linear, Matmul,
+  Softmax, LogSoftmax, CrossEntropy, CrossEntropySoft,
+  Add, Sub, Mul, Div,
+};
 
 // The operands `op` runs on under the current state: casts applied (differentiably), undefined
 // and integer tensors unchanged. Outside autocast, `inputs` as given.

@@ -51,7 +51,8 @@ Operand make_operand(const Tensor& t, const Shape& batch, int64_t rows, int64_t 
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (autocast_enabled())
-    return autocast_call(AutocastOp::Matmul, {a, b}, [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); });
+    return autocast_call(AutocastOp::Matmul, {a, b},
+                         [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); });
   check_operand("matmul", "a", a);
   check_operand("matmul", "b", b);
   check_same_dtype("matmul", a, b);

@@ -104,7 +104,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     const bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
                gb = bias.defined() && bias.requires_grad();
     record(op, {x, weight, bias}, {y},
-           [s, training, gx, gw, gb, pdt, sx = save(xd), sw = save(weight), mean, invstd](const std::vector<Tensor>& g) {
+           [s, training, gx, gw, gb, pdt, sx = save(xd), sw = save(weight), mean,
+            invstd](const std::vector<Tensor>& g) {
              const Tensor dy = g[0].contiguous();
              Tensor dx = gx ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
              Tensor dw = gw ? Tensor::empty({s.channels}, pdt, sx.device()) : Tensor();

@@ -395,8 +395,9 @@ DType norm_param_dtype(const char* op, DType x, std::initializer_list<const Tens
   for (const Tensor* p : params) {
     if (!p->defined()) continue;
     if (!first) first = p;
-    UNIREP_CHECK(p->dtype() == first->dtype(), op, ": the affine parameters and their gradients must share one dtype, got ",
-                 dtype_name(first->dtype()), " and ", dtype_name(p->dtype()));
+    UNIREP_CHECK(p->dtype() == first->dtype(), op,
+                 ": the affine parameters and their gradients must share one dtype, got ", dtype_name(first->dtype()),
+                 " and ", dtype_name(p->dtype()));
   }
   if (!first) return x;
   const DType d = first->dtype();
