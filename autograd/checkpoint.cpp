@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "autograd/autocast.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 
@@ -115,6 +116,8 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
   for (const Tensor& t : inputs) saved.push_back(save(t));
 
   const std::vector<GenState> before = states_of(gens);
+  const bool autocast_on = autocast_enabled();
+  const DType autocast_type = autocast_dtype();
   std::vector<Tensor> outs;
   {
     NoGradGuard no_grad;
@@ -141,7 +144,7 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
 
   record("checkpoint", inputs, outs,
          [fn, saved = std::move(saved), input_requires_grad, gens = std::move(gens), before, after, out_shapes,
-          out_dtypes](const std::vector<Tensor>& grads) {
+          out_dtypes, autocast_on, autocast_type](const std::vector<Tensor>& grads) {
            std::vector<Tensor> copies;
            std::vector<Tensor> recomputed;
            {
@@ -149,6 +152,7 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
              set_states(gens, before);
              SequenceProbe probe;
              RecomputeScope scope;
+             AutocastGuard autocast(autocast_type, autocast_on);  // the forward's casts, again
              copies.reserve(saved.size());
              for (size_t i = 0; i < saved.size(); ++i) {
                Tensor c = saved[i].defined() ? saved[i].detach() : Tensor();

@@ -49,6 +49,10 @@
 // To avoid the second update, pass undefined running stats while in_checkpoint_recompute():
 //   batch_norm(x, w, b, in_checkpoint_recompute() ? Tensor() : rm, in_checkpoint_recompute() ? Tensor() : rv, true)
 //
+// Autocast. The recompute runs under the autocast state (autograd/autocast.h) that was current
+// when checkpoint was called, not the one of the backward (the engine suspends autocast), so it
+// casts exactly as the forward did.
+//
 // Nesting: fn may itself call checkpoint (its forward runs without grad, so the inner call only
 // records during the outer recompute); the engine is re-entrant (run_backward keeps its state
 // on the stack and restores grad mode on exit).

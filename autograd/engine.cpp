@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/autocast.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -86,6 +87,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
   UNIREP_CHECK(roots.size() == root_grads.size(), "backward: ", roots.size(), " roots but ", root_grads.size(),
                " gradients");
   NoGradGuard no_grad;
+  // Backward functions run in the dtypes their forward chose, never re-cast (autograd/autocast.h).
+  AutocastGuard no_autocast(autocast_dtype(), false);
 
   // Buffers of incoming gradients, one slot per node output.
   std::unordered_map<Node*, std::vector<Tensor>> buffers;

@@ -3,6 +3,7 @@
 // only when its consumer is required).
 #include "autograd/functions/conv.h"
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/ops/conv2d.h"
 
@@ -73,6 +74,9 @@ ConvGeometry validate(const Tensor& x, const Tensor& weight, const Tensor& bias,
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Conv2d, {x, weight, bias},
+                         [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], params); });
   const ConvGeometry g = validate(x, weight, bias, params);
   Tensor xd = x.detach().contiguous(), wd = weight.detach().contiguous();
   Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();

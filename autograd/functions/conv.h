@@ -1,6 +1,7 @@
 // 2-d convolution over NHWC activations with PyTorch-shaped weights [C_out, C_in / groups, kH, kW].
 // Depthwise convs (groups == C_in == C_out) take dedicated kernels (any odd or even kernel, stride,
-// dilation); other convs go through im2col + BLAS on the CPU and cuDNN on the GPU.
+// dilation); other convs go through im2col + BLAS on the CPU and cuDNN on the GPU. Under autocast
+// the conv runs in the autocast dtype (autograd/autocast.h).
 #pragma once
 #include "core/tensor.h"
 

@@ -51,6 +51,8 @@ template <class F, class Back> Tensor unary_op(const char* op, const Tensor& x, 
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Add, {a, b}, [](const std::vector<Tensor>& in) { return add(in[0], in[1]); });
   Tensor out = binary_forward("add", a, b, ew::Add{});
   if (needs_grad({a, b})) {
     Shape sa = a.shape(), sb = b.shape();
@@ -62,6 +64,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Sub, {a, b}, [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); });
   Tensor out = binary_forward("sub", a, b, ew::Sub{});
   if (needs_grad({a, b})) {
     Shape sa = a.shape(), sb = b.shape();
@@ -73,6 +77,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Mul, {a, b}, [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); });
   Tensor out = binary_forward("mul", a, b, ew::Mul{});
   if (needs_grad({a, b})) {
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
@@ -85,6 +91,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Div, {a, b}, [](const std::vector<Tensor>& in) { return div(in[0], in[1]); });
   Tensor out = binary_forward("div", a, b, ew::Div{});
   if (needs_grad({a, b})) {
     bool need_b = b.requires_grad();

@@ -1,5 +1,6 @@
 // Differentiable elementwise ops. Binary ops broadcast (NumPy rules) and need equal dtypes and
-// devices; the gradient of a broadcast input is summed back to its shape (sum_to).
+// devices (under autocast, mixed float32/bf16/f16 operands are first cast to the autocast dtype:
+// autograd/autocast.h); the gradient of a broadcast input is summed back to its shape (sum_to).
 #pragma once
 #include "core/tensor.h"
 

@@ -50,6 +50,9 @@ Operand make_operand(const Tensor& t, const Shape& batch, int64_t rows, int64_t 
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Matmul, {a, b},
+                         [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); });
   check_operand("matmul", "a", a);
   check_operand("matmul", "b", b);
   check_same_dtype("matmul", a, b);
@@ -118,6 +121,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Linear, {x, weight, bias},
+                         [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); });
   check_operand("linear", "input", x);
   check_operand("linear", "weight", weight);
   UNIREP_CHECK(weight.dim() == 2, "linear: weight must be 2-d [out_features, in_features], got ",

@@ -1,5 +1,6 @@
 // Matrix products: CPU through OpenBLAS (bf16/f16 computed in float), CUDA through cuBLAS with
-// float32 accumulation (no TF32: float32 results match the CPU reference).
+// float32 accumulation (no TF32: float32 results match the CPU reference). Under autocast both run
+// in the autocast dtype (autograd/autocast.h).
 #pragma once
 #include "core/tensor.h"
 

@@ -2,6 +2,8 @@
 // backward node running the dedicated backward kernels (core/ops/norm.h). The saved statistics are
 // mean/invstd in the accumulation dtype; in eval mode batch norm saves copies made from the running
 // stats, so a later in-place update of the buffers cannot change this graph's gradients.
+// A bf16/f16 input may come with float32 weight/bias (autocast's master parameters): their
+// gradients are then float32 too, the input's gradient has the input's dtype.
 #include "autograd/functions/norm.h"
 
 #include "autograd/node.h"
@@ -27,15 +29,25 @@ void check_input(const char* op, const Tensor& x) {
   UNIREP_CHECK(x.dim() >= 1, op, ": expected an input with at least one dim, got ", x.str());
 }
 
-// weight/bias (when defined): [C], x's dtype and device.
+// weight/bias (when defined): [C], x's device, x's dtype or float32 next to a bf16/f16 x.
 void check_param(const char* op, const char* what, const Tensor& p, const Tensor& x, int64_t dim) {
   if (!p.defined()) return;
   const int64_t C = x.size(dim);
   UNIREP_CHECK(p.dim() == 1 && p.size(0) == C, op, ": ", what, " must have shape [", C, "] (size of dim ", dim,
                " of the input ", shape_str(x.shape()), "), got ", shape_str(p.shape()));
-  UNIREP_CHECK(p.dtype() == x.dtype(), op, ": ", what, " has dtype ", dtype_name(p.dtype()), " but the input is ",
-               dtype_name(x.dtype()));
+  const bool low = x.dtype() == DType::BFloat16 || x.dtype() == DType::Float16;
+  UNIREP_CHECK(p.dtype() == x.dtype() || (low && p.dtype() == DType::Float32), op, ": ", what, " has dtype ",
+               dtype_name(p.dtype()), " but the input is ", dtype_name(x.dtype()),
+               low ? " (parameters must have the input's dtype or float32)" : "");
   UNIREP_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.str(), " but the input is ", x.str());
+}
+
+// The dtype weight and bias share (checked): the dtype of their gradients.
+DType param_dtype(const char* op, const Tensor& weight, const Tensor& bias, const Tensor& x) {
+  UNIREP_CHECK(!weight.defined() || !bias.defined() || weight.dtype() == bias.dtype(), op, ": weight is ",
+               dtype_name(weight.defined() ? weight.dtype() : x.dtype()), " but bias is ",
+               dtype_name(bias.defined() ? bias.dtype() : x.dtype()), "; they must share one dtype");
+  return weight.defined() ? weight.dtype() : bias.defined() ? bias.dtype() : x.dtype();
 }
 
 // running stats (when defined): [C], contiguous (updated in place), float32 or x's dtype, x's device.
@@ -60,6 +72,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   const int64_t dim = wrap_dim(channel_dim, x.dim(), op);
   check_param(op, "weight", weight, x, dim);
   check_param(op, "bias", bias, x, dim);
+  const DType pdt = param_dtype(op, weight, bias, x);
   check_running(op, "running_mean", running_mean, x, dim);
   check_running(op, "running_var", running_var, x, dim);
   UNIREP_CHECK(running_mean.defined() == running_var.defined(), op,
@@ -91,11 +104,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     const bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
                gb = bias.defined() && bias.requires_grad();
     record(op, {x, weight, bias}, {y},
-           [s, training, gx, gw, gb, sx = save(xd), sw = save(weight), mean, invstd](const std::vector<Tensor>& g) {
+           [s, training, gx, gw, gb, pdt, sx = save(xd), sw = save(weight), mean,
+            invstd](const std::vector<Tensor>& g) {
              const Tensor dy = g[0].contiguous();
              Tensor dx = gx ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
-             Tensor dw = gw ? Tensor::empty({s.channels}, sx.dtype(), sx.device()) : Tensor();
-             Tensor db = gb ? Tensor::empty({s.channels}, sx.dtype(), sx.device()) : Tensor();
+             Tensor dw = gw ? Tensor::empty({s.channels}, pdt, sx.device()) : Tensor();
+             Tensor db = gb ? Tensor::empty({s.channels}, pdt, sx.device()) : Tensor();
              batch_norm_backward(dx, dw, db, dy, sx, mean, invstd, sw, s, training);
              return std::vector<Tensor>{dx, dw, db};
            });
@@ -110,6 +124,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   UNIREP_CHECK(x.size(d) > 0, op, ": the normalised dim ", d, " of the input ", shape_str(x.shape()), " is empty");
   check_param(op, "weight", weight, x, d);
   check_param(op, "bias", bias, x, d);
+  const DType pdt = param_dtype(op, weight, bias, x);
   UNIREP_CHECK(eps >= 0, op, ": eps must be non-negative, got ", eps);
   const NormShape s = norm_shape(x, d);
 
@@ -125,11 +140,11 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     const bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
                gb = bias.defined() && bias.requires_grad();
     record(op, {x, weight, bias}, {y},
-           [s, gx, gw, gb, sx = save(xd), sw = save(weight), mean, invstd](const std::vector<Tensor>& g) {
+           [s, gx, gw, gb, pdt, sx = save(xd), sw = save(weight), mean, invstd](const std::vector<Tensor>& g) {
              const Tensor dy = g[0].contiguous();
              Tensor dx = gx ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
-             Tensor dw = gw ? Tensor::empty({s.channels}, sx.dtype(), sx.device()) : Tensor();
-             Tensor db = gb ? Tensor::empty({s.channels}, sx.dtype(), sx.device()) : Tensor();
+             Tensor dw = gw ? Tensor::empty({s.channels}, pdt, sx.device()) : Tensor();
+             Tensor db = gb ? Tensor::empty({s.channels}, pdt, sx.device()) : Tensor();
              layer_norm_backward(dx, dw, db, dy, sx, mean, invstd, sw, s);
              return std::vector<Tensor>{dx, dw, db};
            });

@@ -8,14 +8,15 @@ namespace unirep {
 // Batch norm over every dim but channel_dim. training: batch mean and biased variance normalise,
 // and running_mean/running_var (float32 or the input dtype, updated in place when defined) move by
 // momentum toward the batch mean and the *unbiased* variance, as PyTorch. eval: running stats.
-// weight/bias [C] may be undefined (affine off).
+// weight/bias [C] may be undefined (affine off). weight/bias have the input's dtype, or float32 next
+// to a bf16/f16 input (statistics are float32 either way; the output has the input's dtype).
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                   int64_t channel_dim = -1);
 
 // Layer norm over the single dim `dim` (the spec's channels_first LN on NCHW is dim = 1, its
 // channels_last LN and ours on NHWC is dim = -1): y = (x - mean) / sqrt(var + eps) * weight + bias,
-// biased variance. weight/bias [C] may be undefined.
+// biased variance. weight/bias [C] may be undefined; dtypes as batch_norm's.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-6, int64_t dim = -1);
 
 }  // namespace unirep

@@ -1,5 +1,6 @@
 // Differentiable reductions, softmax and the classification loss.
 // `dims` lists the reduced dims (negative allowed); an empty list reduces every dim.
+// Under autocast (autograd/autocast.h) softmax, log_softmax and the losses compute in float32.
 #pragma once
 #include <vector>
 

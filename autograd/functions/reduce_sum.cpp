@@ -1,5 +1,9 @@
 // sum, mean, amax, norm and sum_to. The reduced dims are permuted innermost and the tensor made
 // contiguous, so every reduction is a row reduction (core/ops/reduce.h).
+// float16 sums, means and norms reduce a float32 copy of the input and round the finished result
+// once: the kernels write their output in the input's dtype, and a float16 sum (or sum of
+// squares) overflows 65504 long before the mean or the norm would, e.g. GRN's mean over 1024
+// channel norms of about 100 (under float16 autocast, autograd/autocast.h).
 #include <algorithm>
 
 #include "autograd/node.h"
@@ -40,11 +44,13 @@ ReducePlan plan_reduction(const Tensor& x, const std::vector<int64_t>& dims, con
   return p;
 }
 
-// Runs the row reduction of x over the plan's dims; the result has out_shape (no history).
-Tensor reduce(const Tensor& x, const ReducePlan& p, ReduceOp op, const char* name) {
-  UNIREP_CHECK(is_floating(x.dtype()), name, ": expected a floating tensor, got ", dtype_name(x.dtype()));
+// Runs the row reduction of x over the plan's dims; the result has out_shape (no history), and
+// x's dtype but float32 for a float16 sum (the caller rounds it with to_input_dtype).
+Tensor reduce(const Tensor& input, const ReducePlan& p, ReduceOp op, const char* name) {
+  UNIREP_CHECK(is_floating(input.dtype()), name, ": expected a floating tensor, got ", dtype_name(input.dtype()));
   if (op == ReduceOp::Max)
-    UNIREP_CHECK(p.cols > 0, name, ": reduction over an empty dim of a tensor of shape ", shape_str(x.shape()));
+    UNIREP_CHECK(p.cols > 0, name, ": reduction over an empty dim of a tensor of shape ", shape_str(input.shape()));
+  const Tensor x = input.dtype() == DType::Float16 && op != ReduceOp::Max ? input.detach().to(DType::Float32) : input;
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   // Reduced dims leading a contiguous tensor (bias gradients, per-channel sums of NHWC data):
   // reduce columns in place, no transpose.
@@ -70,11 +76,13 @@ Tensor finish(const Tensor& out, const ReducePlan& p, bool keepdim) {
   return keepdim ? out.view(p.keep_shape) : out;
 }
 
+Tensor to_input_dtype(const Tensor& out, const Tensor& x) { return cast(out, x.dtype()); }
+
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   ReducePlan p = plan_reduction(x, dims, "sum");
-  Tensor out = finish(reduce(x, p, ReduceOp::Sum, "sum"), p, keepdim);
+  Tensor out = to_input_dtype(finish(reduce(x, p, ReduceOp::Sum, "sum"), p, keepdim), x);
   if (needs_grad({x})) {
     Shape in_shape = x.shape(), keep = p.keep_shape;
     record("sum", {x}, {out}, [in_shape, keep](const std::vector<Tensor>& g) {
@@ -89,7 +97,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   UNIREP_CHECK(p.cols > 0, "mean: reduction over an empty dim of a tensor of shape ", shape_str(x.shape()));
   Tensor out = reduce(x, p, ReduceOp::Sum, "mean");
   elementwise(out, ew::MulScalar{1.0 / double(p.cols)}, out);
-  out = finish(out, p, keepdim);
+  out = to_input_dtype(finish(out, p, keepdim), x);
   if (needs_grad({x})) {
     Shape in_shape = x.shape(), keep = p.keep_shape;
     double scale = 1.0 / double(p.cols);
@@ -123,7 +131,7 @@ Tensor norm(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   ReducePlan p = plan_reduction(x, dims, "norm");
   Tensor out = reduce(x, p, ReduceOp::SumSquares, "norm");
   elementwise(out, ew::Sqrt{}, out);
-  out = finish(out, p, keepdim);
+  out = to_input_dtype(finish(out, p, keepdim), x);
   if (needs_grad({x})) {
     Shape keep = p.keep_shape;
     record("norm", {x}, {out}, [keep, sx = save(x), so = save(out)](const std::vector<Tensor>& g) {

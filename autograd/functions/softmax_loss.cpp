@@ -56,12 +56,25 @@ Tensor reduce_rows_loss(const Tensor& rows, Reduction reduction, double mean_sca
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl("softmax", x, dim, false); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::Softmax, {x}, [&](const std::vector<Tensor>& in) { return softmax(in[0], dim); });
+  return softmax_impl("softmax", x, dim, false);
+}
 
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl("log_softmax", x, dim, true); }
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::LogSoftmax, {x},
+                         [&](const std::vector<Tensor>& in) { return log_softmax(in[0], dim); });
+  return softmax_impl("log_softmax", x, dim, true);
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing,
                      Reduction reduction) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::CrossEntropy, {logits}, [&](const std::vector<Tensor>& in) {
+      return cross_entropy(in[0], target, ignore_index, label_smoothing, reduction);
+    });
   const char* op = "cross_entropy";
   check_logits(op, logits);
   const int64_t N = logits.size(0), C = logits.size(1);
@@ -100,6 +113,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 }
 
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& soft_target, Reduction reduction) {
+  if (autocast_enabled())
+    return autocast_call(AutocastOp::CrossEntropySoft, {logits, soft_target},
+                         [&](const std::vector<Tensor>& in) { return cross_entropy_soft(in[0], in[1], reduction); });
   const char* op = "cross_entropy_soft";
   check_logits(op, logits);
   UNIREP_CHECK(soft_target.defined(), op, ": undefined soft_target, expected shape ", shape_str(logits.shape()));

@@ -154,15 +154,15 @@ void bn_eval_stats_cpu(const Tensor& mean_t, const Tensor& invstd_t, const Tenso
   }
 }
 
-template <class T>
+template <class T, class P>
 void bn_apply_cpu(const Tensor& y_t, const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t,
                   const Tensor& w_t, const Tensor& b_t, NormShape s) {
   using acc = acc_t<T>;
   const int64_t C = s.channels;
   const acc* mean = mean_t.data<acc>();
   const acc* invstd = invstd_t.data<acc>();
-  const T* w = opt_data<T>(w_t);
-  const T* b = opt_data<T>(b_t);
+  const P* w = opt_data<P>(w_t);
+  const P* b = opt_data<P>(b_t);
   std::vector<acc> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
     scale[size_t(c)] = invstd[c] * (w ? static_cast<acc>(w[c]) : acc(1));
@@ -177,7 +177,7 @@ void bn_apply_cpu(const Tensor& y_t, const Tensor& x_t, const Tensor& mean_t, co
   });
 }
 
-template <class T>
+template <class T, class P>
 void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t, const Tensor& dy_t,
                      const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t, const Tensor& w_t, NormShape s,
                      bool training) {
@@ -186,7 +186,7 @@ void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
   const acc n = acc(s.outer * s.inner);
   const T* x = x_t.data<T>();
   const T* dy = dy_t.data<T>();
-  const T* w = opt_data<T>(w_t);
+  const P* w = opt_data<P>(w_t);
   const acc* mean = mean_t.data<acc>();
   const acc* invstd = invstd_t.data<acc>();
   std::vector<acc> s1(size_t(C), acc(0)), s2(size_t(C), acc(0));
@@ -200,10 +200,10 @@ void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
         },
         s1, s2);
   }
-  if (T* dw = opt_mut<T>(dw_t))
-    for (int64_t c = 0; c < C; ++c) dw[c] = static_cast<T>(s2[size_t(c)] * invstd[c]);
-  if (T* db = opt_mut<T>(db_t))
-    for (int64_t c = 0; c < C; ++c) db[c] = static_cast<T>(s1[size_t(c)]);
+  if (P* dw = opt_mut<P>(dw_t))
+    for (int64_t c = 0; c < C; ++c) dw[c] = static_cast<P>(s2[size_t(c)] * invstd[c]);
+  if (P* db = opt_mut<P>(db_t))
+    for (int64_t c = 0; c < C; ++c) db[c] = static_cast<P>(s1[size_t(c)]);
   if (!dx_t.defined()) return;
   // dx = k * (dy - a - (x - mean) * q): k = w invstd; a = sum(dy) / n; q = invstd^2 sum(dy (x - mean)) / n.
   std::vector<acc> k(static_cast<size_t>(C)), a(size_t(C), acc(0)), q(size_t(C), acc(0));
@@ -223,15 +223,15 @@ void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
 
 // ---------------------------------------------------------------- layer norm
 
-template <class T>
+template <class T, class P>
 void ln_forward_cpu(const Tensor& y_t, const Tensor& mean_t, const Tensor& invstd_t, const Tensor& x_t,
                     const Tensor& w_t, const Tensor& b_t, NormShape s, double eps) {
   using acc = acc_t<T>;
   const int64_t C = s.channels, inner = s.inner;
   const T* x = x_t.data<T>();
   T* y = y_t.data<T>();
-  const T* w = opt_data<T>(w_t);
-  const T* b = opt_data<T>(b_t);
+  const P* w = opt_data<P>(w_t);
+  const P* b = opt_data<P>(b_t);
   acc* mean_out = opt_mut<acc>(mean_t);
   acc* invstd_out = opt_mut<acc>(invstd_t);
   const acc inv_c = acc(1) / acc(C);
@@ -292,7 +292,7 @@ void ln_forward_cpu(const Tensor& y_t, const Tensor& mean_t, const Tensor& invst
   });
 }
 
-template <class T>
+template <class T, class P>
 void ln_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t, const Tensor& dy_t,
                      const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t, const Tensor& w_t,
                      NormShape s) {
@@ -300,7 +300,7 @@ void ln_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
   const int64_t C = s.channels, inner = s.inner;
   const T* x = x_t.data<T>();
   const T* dy = dy_t.data<T>();
-  const T* w = opt_data<T>(w_t);
+  const P* w = opt_data<P>(w_t);
   const acc* mean = mean_t.data<acc>();
   const acc* invstd = invstd_t.data<acc>();
   const acc inv_c = acc(1) / acc(C);
@@ -315,10 +315,10 @@ void ln_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
           a2 += g * (static_cast<acc>(x[e]) - mean[p]) * invstd[p];
         },
         s1, s2);
-    if (T* dw = opt_mut<T>(dw_t))
-      for (int64_t c = 0; c < C; ++c) dw[c] = static_cast<T>(s2[size_t(c)]);
-    if (T* db = opt_mut<T>(db_t))
-      for (int64_t c = 0; c < C; ++c) db[c] = static_cast<T>(s1[size_t(c)]);
+    if (P* dw = opt_mut<P>(dw_t))
+      for (int64_t c = 0; c < C; ++c) dw[c] = static_cast<P>(s2[size_t(c)]);
+    if (P* db = opt_mut<P>(db_t))
+      for (int64_t c = 0; c < C; ++c) db[c] = static_cast<P>(s1[size_t(c)]);
   }
   if (!dx_t.defined()) return;
   T* dx = dx_t.data<T>();
@@ -390,6 +390,23 @@ void check_kernel_inputs(const char* op, const Tensor& x, NormShape s) {
 
 }  // namespace
 
+DType norm_param_dtype(const char* op, DType x, std::initializer_list<const Tensor*> params) {
+  const Tensor* first = nullptr;
+  for (const Tensor* p : params) {
+    if (!p->defined()) continue;
+    if (!first) first = p;
+    UNIREP_CHECK(p->dtype() == first->dtype(), op,
+                 ": the affine parameters and their gradients must share one dtype, got ", dtype_name(first->dtype()),
+                 " and ", dtype_name(p->dtype()));
+  }
+  if (!first) return x;
+  const DType d = first->dtype();
+  const bool low = x == DType::BFloat16 || x == DType::Float16;
+  UNIREP_CHECK(d == x || (low && d == DType::Float32), op, ": parameters of dtype ", dtype_name(d),
+               " next to a ", dtype_name(x), " input; expected ", dtype_name(x), low ? " or float32" : "");
+  return d;
+}
+
 void batch_norm_stats(const Tensor& mean, const Tensor& invstd, const Tensor& x, NormShape s,
                       const Tensor& running_mean, const Tensor& running_var, double momentum, double eps) {
   check_kernel_inputs("batch_norm", x, s);
@@ -420,9 +437,14 @@ void batch_norm_eval_stats(const Tensor& mean, const Tensor& invstd, const Tenso
 void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, const Tensor& invstd,
                       const Tensor& weight, const Tensor& bias, NormShape s) {
   check_kernel_inputs("batch_norm", x, s);
+  const DType pdt = norm_param_dtype("batch_norm", x.dtype(), {&weight, &bias});
   if (x.is_cuda()) return cuda::batch_norm_apply(y, x, mean, invstd, weight, bias, s);
-  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm",
-                           [&] { bn_apply_cpu<scalar_t>(y, x, mean, invstd, weight, bias, s); });
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+    using T = scalar_t;
+    with_norm_param<T>(pdt, [&](auto p) {
+      bn_apply_cpu<T, typename decltype(p)::type>(y, x, mean, invstd, weight, bias, s);
+    });
+  });
 }
 
 void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
@@ -430,18 +452,27 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
                          NormShape s, bool training) {
   check_kernel_inputs("batch_norm_backward", x, s);
   check_kernel_inputs("batch_norm_backward", dy, s);
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&weight, &dweight, &dbias});
   if (x.is_cuda()) return cuda::batch_norm_backward(dx, dweight, dbias, dy, x, mean, invstd, weight, s, training);
   UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
-    bn_backward_cpu<scalar_t>(dx, dweight, dbias, dy, x, mean, invstd, weight, s, training);
+    using T = scalar_t;
+    with_norm_param<T>(pdt, [&](auto p) {
+      bn_backward_cpu<T, typename decltype(p)::type>(dx, dweight, dbias, dy, x, mean, invstd, weight, s, training);
+    });
   });
 }
 
 void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invstd, const Tensor& x,
                         const Tensor& weight, const Tensor& bias, NormShape s, double eps) {
   check_kernel_inputs("layer_norm", x, s);
+  const DType pdt = norm_param_dtype("layer_norm", x.dtype(), {&weight, &bias});
   if (x.is_cuda()) return cuda::layer_norm_forward(y, mean, invstd, x, weight, bias, s, eps);
-  UNIREP_DISPATCH_FLOATING(x.dtype(), "layer_norm",
-                           [&] { ln_forward_cpu<scalar_t>(y, mean, invstd, x, weight, bias, s, eps); });
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {
+    using T = scalar_t;
+    with_norm_param<T>(pdt, [&](auto p) {
+      ln_forward_cpu<T, typename decltype(p)::type>(y, mean, invstd, x, weight, bias, s, eps);
+    });
+  });
 }
 
 void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
@@ -449,9 +480,13 @@ void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
                          NormShape s) {
   check_kernel_inputs("layer_norm_backward", x, s);
   check_kernel_inputs("layer_norm_backward", dy, s);
+  const DType pdt = norm_param_dtype("layer_norm_backward", x.dtype(), {&weight, &dweight, &dbias});
   if (x.is_cuda()) return cuda::layer_norm_backward(dx, dweight, dbias, dy, x, mean, invstd, weight, s);
   UNIREP_DISPATCH_FLOATING(x.dtype(), "layer_norm_backward", [&] {
-    ln_backward_cpu<scalar_t>(dx, dweight, dbias, dy, x, mean, invstd, weight, s);
+    using T = scalar_t;
+    with_norm_param<T>(pdt, [&](auto p) {
+      ln_backward_cpu<T, typename decltype(p)::type>(dx, dweight, dbias, dy, x, mean, invstd, weight, s);
+    });
   });
 }
 

@@ -12,6 +12,8 @@
 // C <= 1024); with inner > 1 a thread normalises one (outer, inner) position, consecutive threads
 // on consecutive inner positions so every channel step is a coalesced load.
 // Elementwise passes use 32-bit index math whenever the tensor has fewer than 2^31 elements.
+// Kernels take the parameters' element type P apart from the input's T (float32 parameters next
+// to a bf16/f16 input, norm.h).
 #include <algorithm>
 #include <type_traits>
 
@@ -211,25 +213,26 @@ template <class acc, class R> struct FinVar {
     if (running_var) running_var[c] = convert<R>(keep * convert<acc>(running_var[c]) + momentum * var * unbias);
   }
 };
-template <class T, class acc> struct FinGradBN {
+// P: the parameters' element type (the input's, or float next to a bf16/f16 input).
+template <class P, class acc> struct FinGradBN {
   acc* s1_out;  // kept for dx (may be null)
   acc* s2_out;
-  T* dweight;
-  T* dbias;
+  P* dweight;
+  P* dbias;
   const acc* invstd;
   __device__ void operator()(int64_t c, acc s1, acc s2) const {
     if (s1_out) s1_out[c] = s1;
     if (s2_out) s2_out[c] = s2;
-    if (dweight) dweight[c] = static_cast<T>(s2 * invstd[c]);
-    if (dbias) dbias[c] = static_cast<T>(s1);
+    if (dweight) dweight[c] = static_cast<P>(s2 * invstd[c]);
+    if (dbias) dbias[c] = static_cast<P>(s1);
   }
 };
-template <class T, class acc> struct FinGradLN {
-  T* dweight;
-  T* dbias;
+template <class P, class acc> struct FinGradLN {
+  P* dweight;
+  P* dbias;
   __device__ void operator()(int64_t c, acc s1, acc s2) const {
-    if (dweight) dweight[c] = static_cast<T>(s2);
-    if (dbias) dbias[c] = static_cast<T>(s1);
+    if (dweight) dweight[c] = static_cast<P>(s2);
+    if (dbias) dbias[c] = static_cast<P>(s1);
   }
 };
 
@@ -243,8 +246,8 @@ __global__ void bn_eval_stats_kernel(acc* mean, acc* invstd, const R* rm, const 
   }
 }
 
-template <class T, class acc, class I>
-__global__ void bn_apply_kernel(T* y, const T* x, const acc* mean, const acc* invstd, const T* w, const T* b, I n,
+template <class T, class P, class acc, class I>
+__global__ void bn_apply_kernel(T* y, const T* x, const acc* mean, const acc* invstd, const P* w, const P* b, I n,
                                 I C, I inner) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I c = (inner == 1 ? i : i / inner) % C;
@@ -256,8 +259,8 @@ __global__ void bn_apply_kernel(T* y, const T* x, const acc* mean, const acc* in
 }
 
 // dx = w invstd (dy - s1 / n - (x - mean) invstd^2 s2 / n); without s1/s2 (eval) dx = w invstd dy.
-template <class T, class acc, class I>
-__global__ void bn_backward_dx_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd, const T* w,
+template <class T, class P, class acc, class I>
+__global__ void bn_backward_dx_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd, const P* w,
                                       const acc* s1, const acc* s2, acc inv_n, I n, I C, I inner) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I c = (inner == 1 ? i : i / inner) % C;
@@ -274,8 +277,8 @@ bool fits_int32(int64_t n) { return n < (int64_t(1) << 31); }
 // ---------------------------------------------------------------- layer norm kernels
 
 // Warp per row of C contiguous values. kV > 0: C <= 32 kV and the row stays in registers.
-template <class T, class acc, int kV>
-__global__ void ln_forward_rows_kernel(T* y, acc* mean_out, acc* invstd_out, const T* x, const T* w, const T* b,
+template <class T, class P, class acc, int kV>
+__global__ void ln_forward_rows_kernel(T* y, acc* mean_out, acc* invstd_out, const T* x, const P* w, const P* b,
                                        int64_t rows, int C, acc eps) {
   const int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -335,9 +338,9 @@ __global__ void ln_forward_rows_kernel(T* y, acc* mean_out, acc* invstd_out, con
   }
 }
 
-template <class T, class acc, int kV>
+template <class T, class P, class acc, int kV>
 __global__ void ln_backward_rows_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd,
-                                        const T* w, int64_t rows, int C) {
+                                        const P* w, int64_t rows, int C) {
   const int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= rows) return;  // warp-uniform
@@ -388,8 +391,8 @@ __global__ void ln_backward_rows_kernel(T* dx, const T* dy, const T* x, const ac
 }
 
 // Thread per position (o, i); channel c of it at (o C + c) inner + i.
-template <class T, class acc>
-__global__ void ln_forward_inner_kernel(T* y, acc* mean_out, acc* invstd_out, const T* x, const T* w, const T* b,
+template <class T, class P, class acc>
+__global__ void ln_forward_inner_kernel(T* y, acc* mean_out, acc* invstd_out, const T* x, const P* w, const P* b,
                                         int64_t npos, int64_t C, int64_t inner, acc eps) {
   const acc inv_c = acc(1) / acc(C);
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < npos; p += int64_t(gridDim.x) * blockDim.x) {
@@ -416,9 +419,9 @@ __global__ void ln_forward_inner_kernel(T* y, acc* mean_out, acc* invstd_out, co
   }
 }
 
-template <class T, class acc>
+template <class T, class P, class acc>
 __global__ void ln_backward_inner_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd,
-                                         const T* w, int64_t npos, int64_t C, int64_t inner) {
+                                         const P* w, int64_t npos, int64_t C, int64_t inner) {
   const acc inv_c = acc(1) / acc(C);
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < npos; p += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = p / inner, i = p - o * inner;
@@ -511,18 +514,22 @@ void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, cons
                       const Tensor& weight, const Tensor& bias, NormShape s) {
   const int64_t n = s.numel();
   if (n == 0) return;
+  const DType pdt = norm_param_dtype("batch_norm", x.dtype(), {&weight, &bias});
   UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    auto launch = [&](auto idx) {
-      using I = decltype(idx);
-      bn_apply_kernel<T, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
-          y.data<T>(), x.data<T>(), mean.data<acc>(), invstd.data<acc>(), opt_data<T>(weight), opt_data<T>(bias),
-          I(n), I(s.channels), I(s.inner));
-      CUDA_CHECK_LAUNCH();
-    };
-    if (fits_int32(n)) launch(uint32_t());
-    else launch(int64_t());
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      auto launch = [&](auto idx) {
+        using I = decltype(idx);
+        bn_apply_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
+            y.data<T>(), x.data<T>(), mean.data<acc>(), invstd.data<acc>(), opt_data<P>(weight), opt_data<P>(bias),
+            I(n), I(s.channels), I(s.inner));
+        CUDA_CHECK_LAUNCH();
+      };
+      if (fits_int32(n)) launch(uint32_t());
+      else launch(int64_t());
+    });
   });
 }
 
@@ -531,33 +538,37 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
                          NormShape s, bool training) {
   const int64_t n = s.numel(), C = s.channels;
   if (C == 0) return;
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&weight, &dweight, &dbias});
   UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    const acc* mp = mean.data<acc>();
-    const acc* ip = invstd.data<acc>();
-    Tensor sums;
-    const bool dx_needs_sums = dx.defined() && training;
-    if (dweight.defined() || dbias.defined() || dx_needs_sums) {
-      if (dx_needs_sums) sums = Tensor::empty({2 * C}, mean.dtype(), x.device());
-      acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
-      acc* s2 = dx_needs_sums ? s1 + C : nullptr;
-      channel_sums<acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mp},
-                        FinGradBN<T, acc>{s1, s2, opt_mut<T>(dweight), opt_mut<T>(dbias), ip});
-    }
-    if (!dx.defined() || n == 0) return;
-    const acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
-    const acc* s2 = dx_needs_sums ? s1 + C : nullptr;
-    const acc inv_n = acc(1) / acc(s.outer * s.inner);
-    auto launch = [&](auto idx) {
-      using I = decltype(idx);
-      bn_backward_dx_kernel<T, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
-          dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<T>(weight), s1, s2, inv_n, I(n), I(C),
-          I(s.inner));
-      CUDA_CHECK_LAUNCH();
-    };
-    if (fits_int32(n)) launch(uint32_t());
-    else launch(int64_t());
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      const acc* mp = mean.data<acc>();
+      const acc* ip = invstd.data<acc>();
+      Tensor sums;
+      const bool dx_needs_sums = dx.defined() && training;
+      if (dweight.defined() || dbias.defined() || dx_needs_sums) {
+        if (dx_needs_sums) sums = Tensor::empty({2 * C}, mean.dtype(), x.device());
+        acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
+        acc* s2 = dx_needs_sums ? s1 + C : nullptr;
+        channel_sums<acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mp},
+                          FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), ip});
+      }
+      if (!dx.defined() || n == 0) return;
+      const acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
+      const acc* s2 = dx_needs_sums ? s1 + C : nullptr;
+      const acc inv_n = acc(1) / acc(s.outer * s.inner);
+      auto launch = [&](auto idx) {
+        using I = decltype(idx);
+        bn_backward_dx_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
+            dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<P>(weight), s1, s2, inv_n, I(n), I(C),
+            I(s.inner));
+        CUDA_CHECK_LAUNCH();
+      };
+      if (fits_int32(n)) launch(uint32_t());
+      else launch(int64_t());
+    });
   });
 }
 
@@ -565,24 +576,28 @@ void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invst
                         const Tensor& weight, const Tensor& bias, NormShape s, double eps) {
   const int64_t npos = s.outer * s.inner, C = s.channels;
   if (npos == 0 || C == 0) return;
+  const DType pdt = norm_param_dtype("layer_norm", x.dtype(), {&weight, &bias});
   UNIREP_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    acc* mp = opt_mut<acc>(mean);
-    acc* ip = opt_mut<acc>(invstd);
-    if (s.inner == 1) {
-      UNIREP_CHECK(C < (int64_t(1) << 31), "layer_norm: too many channels (", C, ")");
-      with_row_vector(C, [&](auto kv) {
-        constexpr int kV = decltype(kv)::value;
-        ln_forward_rows_kernel<T, acc, kV><<<blocks_for(npos, kRowsPerBlock), kThreads, 0, stream()>>>(
-            y.data<T>(), mp, ip, x.data<T>(), opt_data<T>(weight), opt_data<T>(bias), npos, int(C), acc(eps));
-        CUDA_CHECK_LAUNCH();
-      });
-      return;
-    }
-    ln_forward_inner_kernel<T, acc><<<grid_stride_blocks(npos), kThreads, 0, stream()>>>(
-        y.data<T>(), mp, ip, x.data<T>(), opt_data<T>(weight), opt_data<T>(bias), npos, C, s.inner, acc(eps));
-    CUDA_CHECK_LAUNCH();
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      acc* mp = opt_mut<acc>(mean);
+      acc* ip = opt_mut<acc>(invstd);
+      if (s.inner == 1) {
+        UNIREP_CHECK(C < (int64_t(1) << 31), "layer_norm: too many channels (", C, ")");
+        with_row_vector(C, [&](auto kv) {
+          constexpr int kV = decltype(kv)::value;
+          ln_forward_rows_kernel<T, P, acc, kV><<<blocks_for(npos, kRowsPerBlock), kThreads, 0, stream()>>>(
+              y.data<T>(), mp, ip, x.data<T>(), opt_data<P>(weight), opt_data<P>(bias), npos, int(C), acc(eps));
+          CUDA_CHECK_LAUNCH();
+        });
+        return;
+      }
+      ln_forward_inner_kernel<T, P, acc><<<grid_stride_blocks(npos), kThreads, 0, stream()>>>(
+          y.data<T>(), mp, ip, x.data<T>(), opt_data<P>(weight), opt_data<P>(bias), npos, C, s.inner, acc(eps));
+      CUDA_CHECK_LAUNCH();
+    });
   });
 }
 
@@ -591,28 +606,32 @@ void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
                          NormShape s) {
   const int64_t npos = s.outer * s.inner, C = s.channels;
   if (C == 0) return;
+  const DType pdt = norm_param_dtype("layer_norm_backward", x.dtype(), {&weight, &dweight, &dbias});
   UNIREP_DISPATCH_FLOATING(x.dtype(), "layer_norm_backward", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    const acc* mp = mean.data<acc>();
-    const acc* ip = invstd.data<acc>();
-    if (dweight.defined() || dbias.defined())
-      channel_sums<acc>(s, mean.dtype(), x.device(), SumGradLN<T, acc>{dy.data<T>(), x.data<T>(), mp, ip},
-                        FinGradLN<T, acc>{opt_mut<T>(dweight), opt_mut<T>(dbias)});
-    if (!dx.defined() || npos == 0) return;
-    if (s.inner == 1) {
-      UNIREP_CHECK(C < (int64_t(1) << 31), "layer_norm_backward: too many channels (", C, ")");
-      with_row_vector(C, [&](auto kv) {
-        constexpr int kV = decltype(kv)::value;
-        ln_backward_rows_kernel<T, acc, kV><<<blocks_for(npos, kRowsPerBlock), kThreads, 0, stream()>>>(
-            dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<T>(weight), npos, int(C));
-        CUDA_CHECK_LAUNCH();
-      });
-      return;
-    }
-    ln_backward_inner_kernel<T, acc><<<grid_stride_blocks(npos), kThreads, 0, stream()>>>(
-        dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<T>(weight), npos, C, s.inner);
-    CUDA_CHECK_LAUNCH();
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      const acc* mp = mean.data<acc>();
+      const acc* ip = invstd.data<acc>();
+      if (dweight.defined() || dbias.defined())
+        channel_sums<acc>(s, mean.dtype(), x.device(), SumGradLN<T, acc>{dy.data<T>(), x.data<T>(), mp, ip},
+                          FinGradLN<P, acc>{opt_mut<P>(dweight), opt_mut<P>(dbias)});
+      if (!dx.defined() || npos == 0) return;
+      if (s.inner == 1) {
+        UNIREP_CHECK(C < (int64_t(1) << 31), "layer_norm_backward: too many channels (", C, ")");
+        with_row_vector(C, [&](auto kv) {
+          constexpr int kV = decltype(kv)::value;
+          ln_backward_rows_kernel<T, P, acc, kV><<<blocks_for(npos, kRowsPerBlock), kThreads, 0, stream()>>>(
+              dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<P>(weight), npos, int(C));
+          CUDA_CHECK_LAUNCH();
+        });
+        return;
+      }
+      ln_backward_inner_kernel<T, P, acc><<<grid_stride_blocks(npos), kThreads, 0, stream()>>>(
+          dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<P>(weight), npos, C, s.inner);
+      CUDA_CHECK_LAUNCH();
+    });
   });
 }
 

@@ -17,7 +17,15 @@
 //
 // weight/bias (and dx/dweight/dbias in the backward kernels) may be undefined: affine off, or that
 // gradient not wanted.
+//
+// Mixed precision (autograd/autocast.h): weight, bias, dweight and dbias share one dtype, the
+// input's, or float32 next to a bf16/f16 input (float32 master parameters). y and dx always have
+// the input's dtype; everything is computed in float32 either way, so a bf16 input with float32
+// parameters gives what the float32 kernels give on the same (rounded) input, rounded once.
 #pragma once
+#include <initializer_list>
+#include <type_traits>
+
 #include "core/tensor.h"
 
 namespace unirep {
@@ -29,6 +37,20 @@ struct NormShape {
 
 // dtype of the saved statistics: float64 for float64 inputs, float32 otherwise.
 inline DType norm_stat_dtype(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+// The dtype the defined tensors of `params` share (weight, bias or their gradients): x's, or float32
+// for a bf16/f16 x; x's when none is defined. Throws naming `op` otherwise.
+DType norm_param_dtype(const char* op, DType x, std::initializer_list<const Tensor*> params);
+
+// Element type of the parameters: calls f(NormParam<P>()) with P = T, or float when T is bf16/f16
+// and `param` is float32 (the two combinations norm_param_dtype allows).
+template <class P> struct NormParam { using type = P; };
+template <class T, class F> void with_norm_param(DType param, const F& f) {
+  if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
+    if (param == DType::Float32) return f(NormParam<float>());
+  }
+  f(NormParam<T>());
+}
 
 // Training statistics of x: mean[C], invstd[C] (norm_stat_dtype). When running_mean/running_var are
 // defined ([C], contiguous, any floating dtype) they are updated in place:
