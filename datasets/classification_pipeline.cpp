@@ -104,12 +104,16 @@ FetchFn make_classification_fetch(std::shared_ptr<const ShardedDataset> dataset,
             flip = rand_bool(rng, pipeline.hflip);
           }
           place_small(image, size, dy, dx, flip, pipeline.norm, out);
+          if (train && pipeline.imagenet.erasing.probability > 0)
+            random_erasing(out, size, size, pipeline.channels, Layout::HWC, pipeline.imagenet.erasing, rng);
           break;
         }
         case ClassificationPipeline::Kind::None: {
           Image image = with_channels(record_image(*record, pipeline.channels), pipeline.channels, index);
           if (image.height != size || image.width != size) image = resize(image, size, size, Interpolation::Bilinear);
           normalize_into(image, out, Layout::HWC, pipeline.norm);
+          if (train && pipeline.imagenet.erasing.probability > 0)
+            random_erasing(out, size, size, pipeline.channels, Layout::HWC, pipeline.imagenet.erasing, rng);
           break;
         }
       }

@@ -9,8 +9,10 @@
 //  * Small (raw low-resolution images such as Fashion-MNIST's 28x28): the image sits centred on a
 //    size x size canvas of zero pixels (images larger than the canvas are first resized, bilinear, to
 //    fit), shifted in training by a uniform integer offset in [-translate, translate] on each axis and
-//    flipped horizontally with probability hflip; evaluation keeps it centred. Then normalise.
-//  * None: resize to size x size (bilinear) when needed and normalise, in both modes.
+//    flipped horizontally with probability hflip; evaluation keeps it centred. Then normalise, and
+//    in training random erasing (imagenet.erasing) when its probability is > 0.
+//  * None: resize to size x size (bilinear) when needed and normalise, in both modes; random erasing
+//    in training as for Small.
 //
 // Randomness: every record draws from its own stream make_rng(seed, epoch, index), so a sample's
 // augmentation does not depend on the worker thread, the batch or the rank that fetched it, and a
