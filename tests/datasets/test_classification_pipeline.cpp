@@ -13,6 +13,7 @@ namespace unirep {
 namespace {
 
 using testing_data::TempDir;
+using testing_data::error_of;
 
 // 3 raw 4x4 grey images: pixel value 10 * (record + 1) + y * 4 + x; labels 0, 1, 7.
 std::shared_ptr<const ShardedDataset> tiny_dataset(const TempDir& dir) {
