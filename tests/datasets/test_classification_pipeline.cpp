@@ -20,7 +20,7 @@ std::shared_ptr<const ShardedDataset> tiny_dataset(const TempDir& dir) {
   DatasetSpec spec;
   spec.height = spec.width = 4;
   spec.channels = 1;
-  spec.classes = {"a", "b", "c"};
+  spec.classes = {"a", "b", "c", "d", "e", "f", "g", "h"};
   ShardWriter writer(dir / "ds", spec, true);
   writer.begin_split("train", 3, 1);
   const int64_t labels[] = {0, 1, 7};
