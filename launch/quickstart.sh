@@ -6,6 +6,7 @@
 #   UNIREP_CONFIG    training config (default experiments/fashion_mnist/unireplknet_a.yaml)
 #   UNIREP_DATA_DIR  shard folder (default data/fashion-mnist; converted once, verified after)
 #   UNIREP_RUN_DIR   run folder (default runs/fashion-mnist-a-<date-time>)
+#   UNIREP_FASHION_MNIST  the IDX files (default /usr/share/datasets/fashion-mnist)
 # Extra arguments go to `unirep train` (e.g. --set train.epochs=1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +14,7 @@ build_dir=${UNIREP_BUILD_DIR:-$root/build}
 config=${UNIREP_CONFIG:-$root/experiments/fashion_mnist/unireplknet_a.yaml}
 data=${UNIREP_DATA_DIR:-$root/data/fashion-mnist}
 run=${UNIREP_RUN_DIR:-$root/runs/fashion-mnist-a-$(date +%Y%m%d-%H%M%S)}
-source_dir=/usr/share/datasets/fashion-mnist
+source_dir=${UNIREP_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 
 UNIREP_SETUP_FOR=quickstart "$root/launch/setup.sh"
 unirep=$build_dir/unirep
