@@ -338,7 +338,7 @@ TEST(TrainConfigExperiments, FashionMnistQuickstart) {
   EXPECT_EQ(c.augment.rand_augment, "");
   EXPECT_EQ(c.augment.mixup + c.augment.cutmix + c.augment.random_erasing, 0);
   EXPECT_EQ(c.schedule.warmup_steps, 200);
-  EXPECT_EQ(c.train.epochs, 3);
+  EXPECT_EQ(c.train.epochs, 5);
   EXPECT_EQ(c.precision.dtype, "float32");
   EXPECT_EQ(experiment("fashion_mnist/unireplknet_a_long.yaml").precision.dtype, "bfloat16");
 }
