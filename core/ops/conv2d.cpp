@@ -1,8 +1,6 @@
-// CPU convolution: direct depthwise kernels and im2col + OpenBLAS GEMM for everything else
+// CPU convolution: direct depthwise kernels and im2col + GEMM (core/ops/gemm_cpu.h) for everything else
 // (see core/ops/conv2d.h for the math and the layouts).
 #include "core/ops/conv2d.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <climits>
@@ -10,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/ops/gemm_cpu.h"
 #include "core/parallel.h"
 
 namespace unirep {
@@ -180,18 +179,6 @@ template <class T> void bias_grad_cpu(T* db, const T* dy, int64_t rows, int64_t 
 
 // ---------------------------------------------------------------- dense / grouped: im2col + GEMM
 
-// Row-major C = alpha op(A) op(B) + beta C through OpenBLAS.
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-
 // Shapes of the column matrix: rows (n, ho, wo), columns (g, r, s, c') with c' < Cg.
 struct Im2col {
   int64_t Cg, Kg, RSCg, cols;
@@ -296,8 +283,8 @@ void dense_forward_cpu(T* y, const T* x, const T* w, const T* bias, const ConvGe
     if (!direct) im2col(col.data(), x, n0, nimg, g, m);
     T* yc = y + n0 * g.Ho * g.Wo * g.K;
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(false, true, rows, m.Kg, m.RSCg, T(1), a + grp * m.RSCg, m.cols, wm.data() + grp * m.Kg * m.RSCg, m.RSCg,
-           T(0), yc + grp * m.Kg, g.K);
+      cpu_gemm(false, true, rows, m.Kg, m.RSCg, T(1), a + grp * m.RSCg, m.cols, wm.data() + grp * m.Kg * m.RSCg,
+               m.RSCg, T(0), yc + grp * m.Kg, g.K);
     if (bias) {
       parallel_for(0, rows, grain_for(g.K), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
@@ -318,8 +305,8 @@ template <class T> void dense_backward_input_cpu(T* dx, const T* dy, const T* w,
     const T* gc = dy + n0 * g.Ho * g.Wo * g.K;
     T* out = direct ? dx + n0 * g.H * g.W * g.C : dcol.data();
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(false, false, rows, m.RSCg, m.Kg, T(1), gc + grp * m.Kg, g.K, wm.data() + grp * m.Kg * m.RSCg, m.RSCg,
-           T(0), out + grp * m.RSCg, m.cols);
+      cpu_gemm(false, false, rows, m.RSCg, m.Kg, T(1), gc + grp * m.Kg, g.K, wm.data() + grp * m.Kg * m.RSCg,
+               m.RSCg, T(0), out + grp * m.RSCg, m.cols);
     if (!direct) col2im(dx, dcol.data(), n0, nimg, g, m);
   }
 }
@@ -336,8 +323,8 @@ template <class T> void dense_backward_weight_cpu(T* dw, const T* dy, const T* x
     if (!direct) im2col(col.data(), x, n0, nimg, g, m);
     const T* gc = dy + n0 * g.Ho * g.Wo * g.K;
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(true, false, m.Kg, m.RSCg, rows, T(1), gc + grp * m.Kg, g.K, b + grp * m.RSCg, m.cols, T(n0 == 0 ? 0 : 1),
-           dwm.data() + grp * m.Kg * m.RSCg, m.RSCg);
+      cpu_gemm(true, false, m.Kg, m.RSCg, rows, T(1), gc + grp * m.Kg, g.K, b + grp * m.RSCg, m.cols,
+               T(n0 == 0 ? 0 : 1), dwm.data() + grp * m.Kg * m.RSCg, m.RSCg);
   }
   const int64_t RS = g.R * g.S;
   for (int64_t k = 0; k < g.K; ++k)
