@@ -52,9 +52,9 @@ template <class T> void reduce_rows_cpu(T* out, const T* x, int64_t rows, int64_
   }
 }
 
-// Each thread reduces a band of rows into its own column vector; the bands are then combined in a
-// fixed order, so the result does not depend on timing.
-template <class T> void reduce_cols_cpu(T* out, const T* x, int64_t rows, int64_t cols, ReduceOp op) {
+// One slice [rows, cols]: each thread reduces a band of rows into its own column vector; the bands
+// are then combined in a fixed order, so the result does not depend on timing.
+template <class T> void reduce_cols_slice(T* out, const T* x, int64_t rows, int64_t cols, ReduceOp op) {
   using acc = acc_t<T>;
   Reducer<acc> r{op};
   int64_t bands = std::clamp<int64_t>(rows * cols / kGrain, 1, num_threads());
@@ -77,13 +77,35 @@ template <class T> void reduce_cols_cpu(T* out, const T* x, int64_t rows, int64_
   });
 }
 
+// Several slices: one thread per slice, rows accumulated in order (thread-count independent).
+template <class T>
+void reduce_cols_cpu(T* out, const T* x, int64_t outer, int64_t rows, int64_t cols, ReduceOp op) {
+  using acc = acc_t<T>;
+  if (outer < num_threads()) {
+    for (int64_t o = 0; o < outer; ++o) reduce_cols_slice(out + o * cols, x + o * rows * cols, rows, cols, op);
+    return;
+  }
+  Reducer<acc> r{op};
+  parallel_for(0, outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(rows * cols, 1)), [&](int64_t o0, int64_t o1) {
+    std::vector<acc> p(static_cast<size_t>(cols));
+    for (int64_t o = o0; o < o1; ++o) {
+      std::fill(p.begin(), p.end(), r.init());
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* row = x + (o * rows + i) * cols;
+        for (int64_t j = 0; j < cols; ++j) p[size_t(j)] = r.step(p[size_t(j)], static_cast<acc>(row[j]));
+      }
+      for (int64_t j = 0; j < cols; ++j) out[o * cols + j] = static_cast<T>(p[size_t(j)]);
+    }
+  });
+}
+
 }  // namespace
 
-void reduce_cols(const Tensor& out, const Tensor& x, int64_t rows, int64_t cols, ReduceOp op) {
+void reduce_cols(const Tensor& out, const Tensor& x, int64_t outer, int64_t rows, int64_t cols, ReduceOp op) {
   UNIREP_CHECK(x.is_contiguous() && out.is_contiguous(), "reduce: operands must be contiguous");
-  if (out.is_cuda()) return cuda::reduce_cols(out, x, rows, cols, op);
+  if (out.is_cuda()) return cuda::reduce_cols(out, x, outer, rows, cols, op);
   UNIREP_DISPATCH_FLOATING(x.dtype(), "reduce", [&] {
-    reduce_cols_cpu(out.data<scalar_t>(), x.data<scalar_t>(), rows, cols, op);
+    reduce_cols_cpu(out.data<scalar_t>(), x.data<scalar_t>(), outer, rows, cols, op);
   });
 }
 
