@@ -117,6 +117,28 @@ TEST(Tensor, BroadcastAndStridedCopies) {
     }
 }
 
+TEST(Tensor, CpuAllocatorReusesFreedBlocks) {
+  // Large blocks come back from the cache: the same size, or a size of the same class (8 per power
+  // of two), gets the block just freed; a size of another class does not.
+  const void* first = nullptr;
+  {
+    Tensor t = Tensor::empty({300000});
+    first = t.data_ptr();
+  }
+  {
+    Tensor t = Tensor::empty({300000});
+    EXPECT_EQ(t.data_ptr(), first);
+  }
+  {
+    Tensor t = Tensor::empty({299000});
+    EXPECT_EQ(t.data_ptr(), first);
+    Tensor u = Tensor::empty({300000});  // the block is taken: a new one
+    EXPECT_NE(u.data_ptr(), first);
+  }
+  Tensor other = Tensor::empty({200000});
+  EXPECT_NE(other.data_ptr(), first);
+}
+
 TEST(Tensor, BadInputMessages) {
   Tensor t = Tensor::zeros({2, 3});
   EXPECT_THROW(t.reshape({4, 2}), Error);
