@@ -43,6 +43,29 @@ template <class T> std::vector<acc_t<T>> depthwise_weight_rsc(const T* w, const 
 }
 
 // ---------------------------------------------------------------- depthwise
+// At the small maps of the late stages most taps of a large kernel fall in the padding (a 13 x 13
+// kernel on a 4 x 4 map reads at most 16 of its 169 taps per output): the loops visit only the
+// taps whose input lies inside, in the same order as a full sweep, so sums are unchanged.
+
+struct TapRange {
+  int64_t lo, hi;  // taps [lo, hi)
+};
+
+// The taps t of a kernel of k taps at dilation d that read base + t d inside [0, n).
+TapRange taps_inside(int64_t base, int64_t d, int64_t k, int64_t n) {
+  const int64_t lo = base >= 0 ? 0 : (-base + d - 1) / d;
+  const int64_t hi = base >= n ? 0 : std::min(k, (n - 1 - base) / d + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+// The taps t of a gather whose output position (base - t d) / stride lies in [0, n), given that
+// base - t d is a multiple of the stride (checked by the caller): base - t d in [0, (n - 1) stride].
+TapRange taps_gathering(int64_t base, int64_t d, int64_t k, int64_t stride, int64_t n) {
+  const int64_t top = (n - 1) * stride;
+  const int64_t lo = base <= top ? 0 : (base - top + d - 1) / d;
+  const int64_t hi = base < 0 ? 0 : std::min(k, base / d + 1);
+  return {lo, std::max(lo, hi)};
+}
 
 template <class T>
 void depthwise_forward_cpu(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g) {
@@ -57,17 +80,16 @@ void depthwise_forward_cpu(T* y, const T* x, const T* w, const T* bias, const Co
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / Ho, ho = row % Ho;
       for (int64_t wo = 0; wo < Wo; ++wo) std::copy(b.begin(), b.end(), buf.begin() + wo * C);
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_inside(ho * g.sh - g.ph, g.dh, g.R, H);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t h = ho * g.sh - g.ph + r * g.dh;
-        if (h < 0 || h >= H) continue;
         const T* xrow = x + (n * H + h) * W * C;
         for (int64_t wo = 0; wo < Wo; ++wo) {
           acc* out = buf.data() + wo * C;
           const int64_t w0 = wo * g.sw - g.pw;
-          for (int64_t s = 0; s < S; ++s) {
-            const int64_t wi = w0 + s * g.dw;
-            if (wi < 0 || wi >= W) continue;
-            const T* xp = xrow + wi * C;
+          const TapRange sr = taps_inside(w0, g.dw, S, W);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
+            const T* xp = xrow + (w0 + s * g.dw) * C;
             const acc* wp = wt.data() + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += static_cast<acc>(xp[c]) * wp[c];
           }
@@ -90,22 +112,18 @@ template <class T> void depthwise_backward_input_cpu(T* dx, const T* dy, const T
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / H, h = row % H;
       std::fill(buf.begin(), buf.end(), acc(0));
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_gathering(h + g.ph, g.dh, g.R, g.sh, Ho);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t t = h + g.ph - r * g.dh;
-        if (t < 0) break;  // t only decreases with r
         if (t % g.sh) continue;
-        const int64_t ho = t / g.sh;
-        if (ho >= Ho) continue;
-        const T* dyrow = dy + (n * Ho + ho) * Wo * C;
+        const T* dyrow = dy + (n * Ho + t / g.sh) * Wo * C;
         for (int64_t wi = 0; wi < W; ++wi) {
           acc* out = buf.data() + wi * C;
-          for (int64_t s = 0; s < S; ++s) {
+          const TapRange sr = taps_gathering(wi + g.pw, g.dw, S, g.sw, Wo);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
             const int64_t u = wi + g.pw - s * g.dw;
-            if (u < 0) break;
             if (u % g.sw) continue;
-            const int64_t wo = u / g.sw;
-            if (wo >= Wo) continue;
-            const T* gp = dyrow + wo * C;
+            const T* gp = dyrow + (u / g.sw) * C;
             const acc* wp = wt.data() + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += static_cast<acc>(gp[c]) * wp[c];
           }
@@ -133,17 +151,16 @@ template <class T> void depthwise_backward_weight_cpu(T* dw, const T* dy, const 
       const int64_t n = row / Ho, ho = row % Ho;
       const T* dyrow = dy + row * Wo * C;
       for (int64_t i = 0; i < Wo * C; ++i) grow[size_t(i)] = static_cast<acc>(dyrow[i]);
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_inside(ho * g.sh - g.ph, g.dh, g.R, H);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t h = ho * g.sh - g.ph + r * g.dh;
-        if (h < 0 || h >= H) continue;
         const T* xrow = x + (n * H + h) * W * C;
         for (int64_t wo = 0; wo < Wo; ++wo) {
           const acc* gp = grow.data() + wo * C;
           const int64_t w0 = wo * g.sw - g.pw;
-          for (int64_t s = 0; s < S; ++s) {
-            const int64_t wi = w0 + s * g.dw;
-            if (wi < 0 || wi >= W) continue;
-            const T* xp = xrow + wi * C;
+          const TapRange sr = taps_inside(w0, g.dw, S, W);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
+            const T* xp = xrow + (w0 + s * g.dw) * C;
             acc* out = part + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += gp[c] * static_cast<acc>(xp[c]);
           }
