@@ -25,7 +25,7 @@ namespace unirep::math {
 
 namespace poly {
 
-inline float exp_nonpositive(float y) {
+inline __attribute__((always_inline)) float exp_nonpositive(float y) {
   const float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float k = (y * 1.44269504088896341f + kRound) - kRound;
   float r = y - k * 0.693145751953125f;  // ln2 = 0.693145751953125 + 1.42860682030941723e-6
@@ -43,7 +43,7 @@ inline float exp_nonpositive(float y) {
   return y < -87.3f ? 0.0f : e;
 }
 
-inline float erf(float x) {
+inline __attribute__((always_inline)) float erf(float x) {
   const float s = x * x;
   float p = 7.8540263290e-05f;
   p = p * s - 8.0102476600e-04f;
