@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "core/parallel.h"
 
@@ -18,10 +19,19 @@ const bool kBlasSingleThreaded = [] {
   return true;
 }();
 
-// Multiply-adds a panel should get at least (a few microseconds of one core), and the panel
-// granularity: a multiple of the widest SIMD row of the kernels, so panels end on whole vectors.
-constexpr int64_t kPanelWork = int64_t(1) << 18;
+// Multiply-adds every panel gets at least. Above OpenBLAS's small-matrix limit (about 10^6 on
+// x86-64; smaller products go to other kernels, which round differently) every panel takes the
+// kernels the whole product takes, which is what makes the result independent of the split; and a
+// panel is then tens of microseconds of one core, well above the cost of a parallel region.
+constexpr int64_t kPanelWork = int64_t(1) << 20;
+// Panel boundaries fall on multiples of the widest SIMD row of the kernels.
 constexpr int64_t kPanelAlign = 16;
+
+// [begin, end) of panel p of `panels` over `extent` rows or columns.
+std::pair<int64_t, int64_t> panel_bounds(int64_t extent, int64_t p, int64_t panels) {
+  const int64_t units = (extent + kPanelAlign - 1) / kPanelAlign;
+  return {std::min(extent, units * p / panels * kPanelAlign), std::min(extent, units * (p + 1) / panels * kPanelAlign)};
+}
 
 inline CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -46,12 +56,10 @@ void gemm_panels(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
   const int64_t panels = cpu_gemm_panels(m, n, k);
   if (panels <= 1) return blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   const bool rows = split_rows(m, n);
-  const int64_t extent = rows ? m : n, units = (extent + kPanelAlign - 1) / kPanelAlign;
+  const int64_t extent = rows ? m : n;
   parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      const int64_t begin = std::min(extent, units * p / panels * kPanelAlign);
-      const int64_t end = std::min(extent, units * (p + 1) / panels * kPanelAlign);
-      if (begin == end) continue;
+      const auto [begin, end] = panel_bounds(extent, p, panels);
       if (rows)
         blas(ta, tb, end - begin, n, k, alpha, a + (ta ? begin : begin * lda), lda, b, ldb, beta, c + begin * ldc,
              ldc);
@@ -65,9 +73,18 @@ void gemm_panels(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
 
 int64_t cpu_gemm_panels(int64_t m, int64_t n, int64_t k) {
   if (omp_in_parallel()) return 1;
-  const int64_t extent = split_rows(m, n) ? m : n;
-  const int64_t by_work = m * n * k / kPanelWork, by_extent = (extent + kPanelAlign - 1) / kPanelAlign;
-  return std::max<int64_t>(1, std::min<int64_t>({num_threads(), by_work, by_extent}));
+  const bool rows = split_rows(m, n);
+  const int64_t extent = rows ? m : n, other = rows ? n : m;
+  const int64_t units = (extent + kPanelAlign - 1) / kPanelAlign;
+  for (int64_t panels = std::min<int64_t>(num_threads(), units); panels > 1; --panels) {
+    int64_t smallest = extent;
+    for (int64_t p = 0; p < panels; ++p) {
+      const auto [begin, end] = panel_bounds(extent, p, panels);
+      smallest = std::min(smallest, end - begin);
+    }
+    if (smallest * other * k >= kPanelWork) return panels;
+  }
+  return 1;
 }
 
 void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,

@@ -8,10 +8,12 @@
 // one per OpenMP thread, each a single-threaded BLAS call; inside a parallel region (a batch of small
 // products spread over the threads) the call runs whole on the calling thread.
 //
-// Reproducibility: the reduction dim k is never split, so every element of C is the same dot
-// product, accumulated by the same kernel in the same order, whatever the number of panels; results
-// are bitwise identical run to run and across thread counts (tests/ops/test_gemm_cpu.cpp checks the
-// panels against one whole call).
+// Reproducibility: the reduction dim k is never split, and every panel is large enough for OpenBLAS
+// to take the kernels the whole product takes (gemm_cpu.cpp), so every element of C is the same dot
+// product accumulated in the same order whatever the number of panels: results are bitwise identical
+// run to run and across thread counts (tests/ops/test_gemm_cpu.cpp checks 2, 3 and 4 panels against
+// one whole call). Elsewhere (reductions over per-thread partials) results may depend on the thread
+// count; they never depend on timing, which is what checkpoint resumption needs.
 #pragma once
 #include <cstdint>
 
