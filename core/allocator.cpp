@@ -122,6 +122,50 @@ CudaCache& cache_for(int device) {
   return *caches[device];
 }
 
+// CPU blocks from kCpuCacheFrom bytes on: size classes of 8 per power of two (at most 12.5% more
+// than asked), freed blocks kept per class for the next request of that class.
+constexpr size_t kCpuCacheFrom = size_t(64) << 10;
+constexpr size_t kCpuCacheLimit = size_t(1) << 30;
+
+size_t cpu_block_size(size_t nbytes) {
+  size_t size = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+  if (size < kCpuCacheFrom) return size == 0 ? kCpuAlignment : size;
+  int log2 = 63 - __builtin_clzll(size);
+  size_t step = size_t(1) << (log2 - 3);
+  return (size + step - 1) / step * step;
+}
+
+class CpuCache {
+ public:
+  void* take(size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+    return p;
+  }
+  // False when the cache is full (the caller frees the block).
+  bool give(void* p, size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cached_ + size > kCpuCacheLimit) return false;
+    free_[size].push_back(p);
+    cached_ += size;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+CpuCache& cpu_cache() {
+  static CpuCache* cache = new CpuCache;  // never destroyed: tensors may be freed during static destruction
+  return *cache;
+}
+
 // UNIREP_POISON_ALLOC=1 fills every new allocation with 0xFF bytes (NaN in every floating dtype),
 // so a kernel that leaves an output element unwritten fails the tests instead of passing on stale
 // or zeroed memory. The test suite runs with it on.
@@ -137,8 +181,9 @@ bool poison_enabled() {
 
 void* device_alloc(size_t nbytes, Device device) {
   if (device.is_cpu()) {
-    size_t size = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    void* p = std::aligned_alloc(kCpuAlignment, size == 0 ? kCpuAlignment : size);
+    const size_t size = cpu_block_size(nbytes);
+    void* p = size >= kCpuCacheFrom ? cpu_cache().take(size) : nullptr;
+    if (!p) p = std::aligned_alloc(kCpuAlignment, size);
     UNIREP_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", nbytes, " bytes");
     if (poison_enabled()) std::memset(p, 0xFF, nbytes);
     return p;
@@ -148,10 +193,11 @@ void* device_alloc(size_t nbytes, Device device) {
   return p;
 }
 
-void device_free(void* ptr, size_t, Device device) {
+void device_free(void* ptr, size_t nbytes, Device device) {
   if (!ptr) return;
   if (device.is_cpu()) {
-    std::free(ptr);
+    const size_t size = cpu_block_size(nbytes);
+    if (size < kCpuCacheFrom || !cpu_cache().give(ptr, size)) std::free(ptr);
     return;
   }
   cache_for(device.index).release(ptr);

@@ -1,4 +1,7 @@
-// Memory for tensors. The CPU side is 64-byte aligned heap memory. The CUDA side is a caching
+// Memory for tensors. The CPU side is 64-byte aligned heap memory; blocks of 64 KiB and more are
+// rounded up to one of 8 sizes per power of two and cached when freed (up to 1 GiB in all), so a
+// training step in the steady state takes its activations from the cache instead of fresh pages
+// from the kernel (page faults and zeroing cost about 5% of a CPU step). The CUDA side is a caching
 // allocator: freed blocks go back to per-size pools instead of cudaFree, so a training step in the
 // steady state makes no cudaMalloc/cudaFree calls (it also keeps kernels from serialising on them).
 // Blocks are stream-ordered on the device's one stream, so a block freed while a kernel still reads

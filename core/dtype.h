@@ -10,10 +10,13 @@
 
 #include "core/error.h"
 
+// Scalar functions and functors shared by host and device code. Forced inline on the host too, so
+// the CPU loops over them vectorise whatever the inliner's budget in the caller (a loop reached
+// without an OpenMP region in between was otherwise left calling them one element at a time).
 #if defined(__CUDACC__)
 #define UNIREP_HD __host__ __device__ __forceinline__
 #else
-#define UNIREP_HD inline
+#define UNIREP_HD inline __attribute__((always_inline))
 #endif
 
 namespace unirep {

@@ -52,15 +52,32 @@ Tensor reduce(const Tensor& input, const ReducePlan& p, ReduceOp op, const char*
     UNIREP_CHECK(p.cols > 0, name, ": reduction over an empty dim of a tensor of shape ", shape_str(input.shape()));
   const Tensor x = input.dtype() == DType::Float16 && op != ReduceOp::Max ? input.detach().to(DType::Float32) : input;
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-  // Reduced dims leading a contiguous tensor (bias gradients, per-channel sums of NHWC data):
-  // reduce columns in place, no transpose.
-  int64_t leading = 0;
-  while (leading < x.dim() && p.reduced[size_t(leading)]) ++leading;
-  bool reduced_lead = true;
-  for (int64_t d = leading; d < x.dim(); ++d) reduced_lead = reduced_lead && !p.reduced[size_t(d)];
-  if (reduced_lead && leading > 0 && leading < x.dim() && x.is_contiguous()) {
-    reduce_cols(out, x.detach(), p.cols, p.rows, op);
-    return out;
+  // Reduced dims forming one block of a contiguous tensor, kept dims on both sides or after it
+  // (bias gradients, per-channel sums of NHWC data, sums over H, W of NHWC maps): reduce the columns
+  // of [outer, block, inner] in place, no transpose. Dims of size 1 fit either side.
+  if (x.is_contiguous()) {
+    int64_t first = x.dim(), last = -1;
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (p.reduced[size_t(d)] && x.size(d) != 1) {
+        first = std::min(first, d);
+        last = d;
+      }
+    int64_t outer = 1, block = 1, inner = 1;
+    bool one_block = last >= 0;
+    for (int64_t d = 0; d < x.dim() && one_block; ++d) {
+      if (d < first)
+        outer *= x.size(d);
+      else if (d > last)
+        inner *= x.size(d);
+      else if (p.reduced[size_t(d)] || x.size(d) == 1)
+        block *= x.size(d);
+      else
+        one_block = false;
+    }
+    if (one_block && inner > 1) {
+      reduce_cols(out, x.detach(), outer, block, inner, op);
+      return out;
+    }
   }
   std::vector<int64_t> perm;
   for (int64_t d = 0; d < x.dim(); ++d)

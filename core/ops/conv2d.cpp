@@ -1,8 +1,6 @@
-// CPU convolution: direct depthwise kernels and im2col + OpenBLAS GEMM for everything else
+// CPU convolution: direct depthwise kernels and im2col + GEMM (core/ops/gemm_cpu.h) for everything else
 // (see core/ops/conv2d.h for the math and the layouts).
 #include "core/ops/conv2d.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <climits>
@@ -10,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/ops/gemm_cpu.h"
 #include "core/parallel.h"
 
 namespace unirep {
@@ -44,6 +43,29 @@ template <class T> std::vector<acc_t<T>> depthwise_weight_rsc(const T* w, const 
 }
 
 // ---------------------------------------------------------------- depthwise
+// At the small maps of the late stages most taps of a large kernel fall in the padding (a 13 x 13
+// kernel on a 4 x 4 map reads at most 16 of its 169 taps per output): the loops visit only the
+// taps whose input lies inside, in the same order as a full sweep, so sums are unchanged.
+
+struct TapRange {
+  int64_t lo, hi;  // taps [lo, hi)
+};
+
+// The taps t of a kernel of k taps at dilation d that read base + t d inside [0, n).
+TapRange taps_inside(int64_t base, int64_t d, int64_t k, int64_t n) {
+  const int64_t lo = base >= 0 ? 0 : (-base + d - 1) / d;
+  const int64_t hi = base >= n ? 0 : std::min(k, (n - 1 - base) / d + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+// The taps t of a gather whose output position (base - t d) / stride lies in [0, n), given that
+// base - t d is a multiple of the stride (checked by the caller): base - t d in [0, (n - 1) stride].
+TapRange taps_gathering(int64_t base, int64_t d, int64_t k, int64_t stride, int64_t n) {
+  const int64_t top = (n - 1) * stride;
+  const int64_t lo = base <= top ? 0 : (base - top + d - 1) / d;
+  const int64_t hi = base < 0 ? 0 : std::min(k, base / d + 1);
+  return {lo, std::max(lo, hi)};
+}
 
 template <class T>
 void depthwise_forward_cpu(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g) {
@@ -58,17 +80,16 @@ void depthwise_forward_cpu(T* y, const T* x, const T* w, const T* bias, const Co
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / Ho, ho = row % Ho;
       for (int64_t wo = 0; wo < Wo; ++wo) std::copy(b.begin(), b.end(), buf.begin() + wo * C);
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_inside(ho * g.sh - g.ph, g.dh, g.R, H);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t h = ho * g.sh - g.ph + r * g.dh;
-        if (h < 0 || h >= H) continue;
         const T* xrow = x + (n * H + h) * W * C;
         for (int64_t wo = 0; wo < Wo; ++wo) {
           acc* out = buf.data() + wo * C;
           const int64_t w0 = wo * g.sw - g.pw;
-          for (int64_t s = 0; s < S; ++s) {
-            const int64_t wi = w0 + s * g.dw;
-            if (wi < 0 || wi >= W) continue;
-            const T* xp = xrow + wi * C;
+          const TapRange sr = taps_inside(w0, g.dw, S, W);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
+            const T* xp = xrow + (w0 + s * g.dw) * C;
             const acc* wp = wt.data() + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += static_cast<acc>(xp[c]) * wp[c];
           }
@@ -91,22 +112,18 @@ template <class T> void depthwise_backward_input_cpu(T* dx, const T* dy, const T
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / H, h = row % H;
       std::fill(buf.begin(), buf.end(), acc(0));
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_gathering(h + g.ph, g.dh, g.R, g.sh, Ho);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t t = h + g.ph - r * g.dh;
-        if (t < 0) break;  // t only decreases with r
         if (t % g.sh) continue;
-        const int64_t ho = t / g.sh;
-        if (ho >= Ho) continue;
-        const T* dyrow = dy + (n * Ho + ho) * Wo * C;
+        const T* dyrow = dy + (n * Ho + t / g.sh) * Wo * C;
         for (int64_t wi = 0; wi < W; ++wi) {
           acc* out = buf.data() + wi * C;
-          for (int64_t s = 0; s < S; ++s) {
+          const TapRange sr = taps_gathering(wi + g.pw, g.dw, S, g.sw, Wo);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
             const int64_t u = wi + g.pw - s * g.dw;
-            if (u < 0) break;
             if (u % g.sw) continue;
-            const int64_t wo = u / g.sw;
-            if (wo >= Wo) continue;
-            const T* gp = dyrow + wo * C;
+            const T* gp = dyrow + (u / g.sw) * C;
             const acc* wp = wt.data() + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += static_cast<acc>(gp[c]) * wp[c];
           }
@@ -134,17 +151,16 @@ template <class T> void depthwise_backward_weight_cpu(T* dw, const T* dy, const 
       const int64_t n = row / Ho, ho = row % Ho;
       const T* dyrow = dy + row * Wo * C;
       for (int64_t i = 0; i < Wo * C; ++i) grow[size_t(i)] = static_cast<acc>(dyrow[i]);
-      for (int64_t r = 0; r < g.R; ++r) {
+      const TapRange rr = taps_inside(ho * g.sh - g.ph, g.dh, g.R, H);
+      for (int64_t r = rr.lo; r < rr.hi; ++r) {
         const int64_t h = ho * g.sh - g.ph + r * g.dh;
-        if (h < 0 || h >= H) continue;
         const T* xrow = x + (n * H + h) * W * C;
         for (int64_t wo = 0; wo < Wo; ++wo) {
           const acc* gp = grow.data() + wo * C;
           const int64_t w0 = wo * g.sw - g.pw;
-          for (int64_t s = 0; s < S; ++s) {
-            const int64_t wi = w0 + s * g.dw;
-            if (wi < 0 || wi >= W) continue;
-            const T* xp = xrow + wi * C;
+          const TapRange sr = taps_inside(w0, g.dw, S, W);
+          for (int64_t s = sr.lo; s < sr.hi; ++s) {
+            const T* xp = xrow + (w0 + s * g.dw) * C;
             acc* out = part + (r * S + s) * C;
             for (int64_t c = 0; c < C; ++c) out[c] += gp[c] * static_cast<acc>(xp[c]);
           }
@@ -179,18 +195,6 @@ template <class T> void bias_grad_cpu(T* db, const T* dy, int64_t rows, int64_t 
 }
 
 // ---------------------------------------------------------------- dense / grouped: im2col + GEMM
-
-// Row-major C = alpha op(A) op(B) + beta C through OpenBLAS.
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
 
 // Shapes of the column matrix: rows (n, ho, wo), columns (g, r, s, c') with c' < Cg.
 struct Im2col {
@@ -283,21 +287,26 @@ template <class T> std::vector<T> weight_krsc(const T* w, const ConvGeometry& g,
   return out;
 }
 
+// Uninitialised scratch of n elements from the tensor allocator, whose cache spares the page faults
+// (and the zeroing of a std::vector) of a fresh column buffer per call.
+template <class T> Tensor scratch(int64_t n) { return Tensor::empty({n}, DTypeOf<T>::value); }
+
 template <class T>
 void dense_forward_cpu(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g) {
   const Im2col m(g);
   const std::vector<T> wm = weight_krsc(w, g, m);
   const bool direct = g.pointwise();
-  std::vector<T> col(direct ? 0 : size_t(m.imgs_per_chunk * g.Ho * g.Wo * m.cols));
+  const Tensor col_buf = scratch<T>(direct ? 0 : m.imgs_per_chunk * g.Ho * g.Wo * m.cols);
+  T* col = col_buf.data<T>();
   for (int64_t n0 = 0; n0 < g.N; n0 += m.imgs_per_chunk) {
     const int64_t nimg = std::min(m.imgs_per_chunk, g.N - n0);
     const int64_t rows = nimg * g.Ho * g.Wo;
-    const T* a = direct ? x + n0 * g.H * g.W * g.C : col.data();
-    if (!direct) im2col(col.data(), x, n0, nimg, g, m);
+    const T* a = direct ? x + n0 * g.H * g.W * g.C : col;
+    if (!direct) im2col(col, x, n0, nimg, g, m);
     T* yc = y + n0 * g.Ho * g.Wo * g.K;
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(false, true, rows, m.Kg, m.RSCg, T(1), a + grp * m.RSCg, m.cols, wm.data() + grp * m.Kg * m.RSCg, m.RSCg,
-           T(0), yc + grp * m.Kg, g.K);
+      cpu_gemm(false, true, rows, m.Kg, m.RSCg, T(1), a + grp * m.RSCg, m.cols, wm.data() + grp * m.Kg * m.RSCg,
+               m.RSCg, T(0), yc + grp * m.Kg, g.K);
     if (bias) {
       parallel_for(0, rows, grain_for(g.K), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
@@ -311,16 +320,17 @@ template <class T> void dense_backward_input_cpu(T* dx, const T* dy, const T* w,
   const Im2col m(g);
   const std::vector<T> wm = weight_krsc(w, g, m);
   const bool direct = g.pointwise();
-  std::vector<T> dcol(direct ? 0 : size_t(m.imgs_per_chunk * g.Ho * g.Wo * m.cols));
+  const Tensor dcol_buf = scratch<T>(direct ? 0 : m.imgs_per_chunk * g.Ho * g.Wo * m.cols);
+  T* dcol = dcol_buf.data<T>();
   for (int64_t n0 = 0; n0 < g.N; n0 += m.imgs_per_chunk) {
     const int64_t nimg = std::min(m.imgs_per_chunk, g.N - n0);
     const int64_t rows = nimg * g.Ho * g.Wo;
     const T* gc = dy + n0 * g.Ho * g.Wo * g.K;
-    T* out = direct ? dx + n0 * g.H * g.W * g.C : dcol.data();
+    T* out = direct ? dx + n0 * g.H * g.W * g.C : dcol;
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(false, false, rows, m.RSCg, m.Kg, T(1), gc + grp * m.Kg, g.K, wm.data() + grp * m.Kg * m.RSCg, m.RSCg,
-           T(0), out + grp * m.RSCg, m.cols);
-    if (!direct) col2im(dx, dcol.data(), n0, nimg, g, m);
+      cpu_gemm(false, false, rows, m.RSCg, m.Kg, T(1), gc + grp * m.Kg, g.K, wm.data() + grp * m.Kg * m.RSCg,
+               m.RSCg, T(0), out + grp * m.RSCg, m.cols);
+    if (!direct) col2im(dx, dcol, n0, nimg, g, m);
   }
 }
 
@@ -328,16 +338,17 @@ template <class T> void dense_backward_weight_cpu(T* dw, const T* dy, const T* x
   const Im2col m(g);
   std::vector<T> dwm(size_t(g.K * m.RSCg), T(0));  // [K, R, S, Cg]
   const bool direct = g.pointwise();
-  std::vector<T> col(direct ? 0 : size_t(m.imgs_per_chunk * g.Ho * g.Wo * m.cols));
+  const Tensor col_buf = scratch<T>(direct ? 0 : m.imgs_per_chunk * g.Ho * g.Wo * m.cols);
+  T* col = col_buf.data<T>();
   for (int64_t n0 = 0; n0 < g.N; n0 += m.imgs_per_chunk) {
     const int64_t nimg = std::min(m.imgs_per_chunk, g.N - n0);
     const int64_t rows = nimg * g.Ho * g.Wo;
-    const T* b = direct ? x + n0 * g.H * g.W * g.C : col.data();
-    if (!direct) im2col(col.data(), x, n0, nimg, g, m);
+    const T* b = direct ? x + n0 * g.H * g.W * g.C : col;
+    if (!direct) im2col(col, x, n0, nimg, g, m);
     const T* gc = dy + n0 * g.Ho * g.Wo * g.K;
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(true, false, m.Kg, m.RSCg, rows, T(1), gc + grp * m.Kg, g.K, b + grp * m.RSCg, m.cols, T(n0 == 0 ? 0 : 1),
-           dwm.data() + grp * m.Kg * m.RSCg, m.RSCg);
+      cpu_gemm(true, false, m.Kg, m.RSCg, rows, T(1), gc + grp * m.Kg, g.K, b + grp * m.RSCg, m.cols,
+               T(n0 == 0 ? 0 : 1), dwm.data() + grp * m.Kg * m.RSCg, m.RSCg);
   }
   const int64_t RS = g.R * g.S;
   for (int64_t k = 0; k < g.K; ++k)

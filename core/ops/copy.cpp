@@ -1,5 +1,6 @@
 #include "core/ops/copy.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/generator.h"
@@ -14,11 +15,23 @@ Generator& default_generator() {
 
 namespace {
 
+// Runs along the innermost merged dim: a memcpy where both sides are dense along it, a fill where
+// the source is constant along it (a broadcast row, e.g. a bias expanded over the rows of a matrix).
 template <class T> void cpu_strided_copy_t(const Tensor& dst, const Tensor& src) {
   T* d = static_cast<T*>(dst.data_ptr());
   const T* s = static_cast<const T*>(src.data_ptr());
   auto idx = make_strided_index<2>(dst.shape(), {&dst.strides(), &src.strides()});
-  cpu_strided_for<2>(idx, dst.numel(), [&](const int64_t* off) { d[off[0]] = s[off[1]]; });
+  const int64_t ds = inner_stride(idx, 0), ss = inner_stride(idx, 1);
+  cpu_strided_runs(idx, dst.numel(), [&](const int64_t* off, int64_t len) {
+    T* dp = d + off[0];
+    const T* sp = s + off[1];
+    if (ds == 1 && ss == 1)
+      std::memcpy(dp, sp, size_t(len) * sizeof(T));
+    else if (ds == 1 && ss == 0)
+      std::fill(dp, dp + len, *sp);
+    else
+      for (int64_t j = 0; j < len; ++j) dp[j * ds] = sp[j * ss];
+  });
 }
 
 void cpu_strided_copy(const Tensor& dst, const Tensor& src) {

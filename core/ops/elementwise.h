@@ -13,7 +13,7 @@ namespace unirep::ew {
 template <class T> UNIREP_HD T gelu(T x) { return T(0.5) * x * (T(1) + math::erf(x * T(0.70710678118654752440))); }
 template <class T> UNIREP_HD T gelu_grad(T x) {
   T cdf = T(0.5) * (T(1) + math::erf(x * T(0.70710678118654752440)));
-  T pdf = T(0.39894228040143267794) * math::exp(T(-0.5) * x * x);
+  T pdf = T(0.39894228040143267794) * math::gauss(x);
   return cdf + x * pdf;
 }
 

@@ -1,52 +1,34 @@
 // Batched GEMM (core/ops/matmul.h), CPU side: validation, dispatch, and the OpenBLAS reference.
-//   float / double: cblas_sgemm / cblas_dgemm per matrix (row-major, so no transposition tricks).
-//   bf16 / f16: the operands are widened to float once, multiplied with sgemm, and C rounded back
-//   once, so every output element is the float-accumulated product rounded a single time.
-// Threading: OpenBLAS threads each large GEMM itself. Small GEMMs (below OpenBLAS's own
-// multi-threading threshold, so each call is single-threaded) are spread over the batch instead.
+//   float / double: one cpu_gemm (core/ops/gemm_cpu.h) per matrix (row-major, so no transposition
+//   tricks). bf16 / f16: the operands are widened to float once, multiplied with sgemm, and C rounded
+//   back once, so every output element is the float-accumulated product rounded a single time.
+// Threading: a large GEMM is split into panels over the threads by cpu_gemm; a batch of small ones
+// (too small to split) is spread over the threads instead, one whole GEMM per matrix.
 #include "core/ops/matmul.h"
-
-#include <cblas.h>
 
 #include <climits>
 #include <memory>
 
+#include "core/ops/gemm_cpu.h"
 #include "core/parallel.h"
 
 namespace unirep {
 
 namespace {
 
-// OpenBLAS runs a GEMM on one thread when m*n*k is under 65536 * 4; below that the batch is the
-// only source of parallelism.
-constexpr int64_t kSmallGemm = int64_t(1) << 18;
 // Multiply-adds a thread should get at least, when the batch is split.
 constexpr int64_t kGemmGrain = int64_t(1) << 16;
 
-inline CBLAS_TRANSPOSE cblas_op(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, const float* b, double beta,
-               float* c) {
-  cblas_sgemm(CblasRowMajor, cblas_op(ta), cblas_op(tb), m, n, k, float(alpha), a, ta ? m : k, b, tb ? k : n,
-              float(beta), c, n);
-}
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, const double* b, double beta,
-               double* c) {
-  cblas_dgemm(CblasRowMajor, cblas_op(ta), cblas_op(tb), m, n, k, alpha, a, ta ? m : k, b, tb ? k : n, beta, c, n);
-}
-
-// float / double: one BLAS call per matrix of the batch. Strides are resolved (>= 0).
+// float / double: one GEMM per matrix of the batch. Strides are resolved (>= 0).
 template <class T> void gemm_blas(const GemmParams& p, const T* a, const T* b, T* c) {
-  int m = int(p.m), n = int(p.n), k = int(p.k);
-  int64_t c_stride = p.m * p.n;
+  const int64_t m = p.m, n = p.n, k = p.k, c_stride = m * n;
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      blas_gemm(p.trans_a, p.trans_b, m, n, k, p.alpha, a + i * p.stride_a, b + i * p.stride_b, p.beta,
-                c + i * c_stride);
+      cpu_gemm(p.trans_a, p.trans_b, m, n, k, T(p.alpha), a + i * p.stride_a, p.trans_a ? m : k, b + i * p.stride_b,
+               p.trans_b ? k : n, T(p.beta), c + i * c_stride, n);
   };
-  int64_t work = p.m * p.n * p.k;
-  if (p.batch > 1 && work < kSmallGemm)
-    parallel_for(0, p.batch, std::max<int64_t>(1, kGemmGrain / std::max<int64_t>(work, 1)), run);
+  if (p.batch > 1 && cpu_gemm_panels(m, n, k) <= 1)
+    parallel_for(0, p.batch, std::max<int64_t>(1, kGemmGrain / std::max<int64_t>(m * n * k, 1)), run);
   else
     run(0, p.batch);
 }

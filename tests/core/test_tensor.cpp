@@ -93,6 +93,52 @@ TEST(Tensor, InPlaceOpsAndCopy) {
   }
 }
 
+TEST(Tensor, BroadcastAndStridedCopies) {
+  // Copies walk runs of the innermost dim: memcpy rows (a bias expanded over rows), fills (a column
+  // expanded along rows), strided runs (a transpose); sizes that the threads split mid-row.
+  Generator gen(5);
+  Tensor row = Tensor::randn({1001}, gen), col = Tensor::randn({77, 1}, gen), m = Tensor::randn({301, 257}, gen);
+  std::vector<float> rv = row.to_vector<float>(), cv = col.to_vector<float>(), mv = m.to_vector<float>();
+  std::vector<float> rows = row.expand({77, 1001}).contiguous().to_vector<float>();
+  std::vector<float> cols = col.expand({77, 1001}).contiguous().to_vector<float>();
+  for (int64_t i = 0; i < 77; ++i)
+    for (int64_t j = 0; j < 1001; ++j) {
+      ASSERT_EQ(rows[size_t(i * 1001 + j)], rv[size_t(j)]);
+      ASSERT_EQ(cols[size_t(i * 1001 + j)], cv[size_t(i)]);
+    }
+  std::vector<float> mt = m.transpose(0, 1).contiguous().to_vector<float>();
+  Tensor into = Tensor::zeros({257, 301});
+  into.transpose(0, 1).copy_(m);
+  std::vector<float> iv = into.to_vector<float>();
+  for (int64_t i = 0; i < 301; ++i)
+    for (int64_t j = 0; j < 257; ++j) {
+      ASSERT_EQ(mt[size_t(j * 301 + i)], mv[size_t(i * 257 + j)]);
+      ASSERT_EQ(iv[size_t(j * 301 + i)], mv[size_t(i * 257 + j)]);
+    }
+}
+
+TEST(Tensor, CpuAllocatorReusesFreedBlocks) {
+  // Large blocks come back from the cache: the same size, or a size of the same class (8 per power
+  // of two), gets the block just freed; a size of another class does not.
+  const void* first = nullptr;
+  {
+    Tensor t = Tensor::empty({300000});
+    first = t.data_ptr();
+  }
+  {
+    Tensor t = Tensor::empty({300000});
+    EXPECT_EQ(t.data_ptr(), first);
+  }
+  {
+    Tensor t = Tensor::empty({299000});
+    EXPECT_EQ(t.data_ptr(), first);
+    Tensor u = Tensor::empty({300000});  // the block is taken: a new one
+    EXPECT_NE(u.data_ptr(), first);
+  }
+  Tensor other = Tensor::empty({200000});
+  EXPECT_NE(other.data_ptr(), first);
+}
+
 TEST(Tensor, BadInputMessages) {
   Tensor t = Tensor::zeros({2, 3});
   EXPECT_THROW(t.reshape({4, 2}), Error);

@@ -141,6 +141,44 @@ TEST(Conv2d, DepthwiseMatchesGenericGroupedAndDenseOnCpu) {
   EXPECT_LT(testing::relative_error(y3, y), 1e-12);
 }
 
+TEST(Conv2d, DepthwiseOnMapsSmallerThanTheKernel) {
+  // The late stages of UniRepLKNet at small inputs: kernels larger than the map, most taps in the
+  // padding (the depthwise kernels skip them). Against the dense im2col path with a block-diagonal
+  // weight: output, input gradient and weight gradient.
+  struct Case {
+    int64_t h, w, k, stride, pad, dilation;
+  };
+  const std::vector<Case> cases = {{4, 4, 13, 1, 6, 1}, {2, 2, 13, 1, 6, 1}, {1, 1, 13, 1, 6, 1}, {2, 3, 5, 1, 4, 2},
+                                   {1, 2, 3, 1, 3, 3},  {3, 3, 7, 2, 5, 1}, {2, 5, 3, 2, 6, 3}};
+  Generator gen(13);
+  const int64_t C = 3;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.h << "x" << c.w << " k " << c.k << " s " << c.stride << " p " << c.pad
+                                      << " d " << c.dilation);
+    Conv2dParams p = params(c.stride, c.pad, c.dilation, C);
+    Tensor x = randn64(gen, {2, c.h, c.w, C});
+    Tensor w = randn64(gen, {C, 1, c.k, c.k});
+    Tensor y = conv2d(x, w, Tensor(), p);
+    Tensor u = Tensor::randn(y.shape(), gen, DType::Float64);
+    sum(mul(y, u)).backward();
+
+    Tensor x3 = x.detach().requires_grad_();
+    Tensor w3 = Tensor::zeros({C, C, c.k, c.k}, DType::Float64);
+    for (int64_t ch = 0; ch < C; ++ch) w3.select(0, ch).select(0, ch).copy_(w.detach().select(0, ch).select(0, 0));
+    w3.requires_grad_();
+    Conv2dParams pd = p;
+    pd.groups = 1;
+    Tensor y3 = conv2d(x3, w3, Tensor(), pd);
+    ASSERT_EQ(y3.shape(), y.shape());
+    EXPECT_LT(testing::relative_error(y3, y), 1e-12);
+    sum(mul(y3, u)).backward();
+    EXPECT_LT(testing::relative_error(x3.grad(), x.grad()), 1e-12);
+    for (int64_t ch = 0; ch < C; ++ch)
+      EXPECT_LT(testing::relative_error(w3.grad().select(0, ch).select(0, ch), w.grad().select(0, ch).select(0, 0)),
+                1e-12);
+  }
+}
+
 TEST(Conv2d, CpuLowPrecisionMatchesFloat64) {
   Generator gen(5);
   struct Case {

@@ -66,6 +66,55 @@ TEST(Elementwise, BroadcastValues) {
   EXPECT_EQ((a * c).to_vector<float>(), (std::vector<float>{100, 200, 300, 800, 1000, 1200}));
 }
 
+// Element i of the broadcast of `values` (shape `from`, right-aligned) over `shape`.
+double broadcast_at(const std::vector<double>& values, const Shape& from, const Shape& shape, int64_t i) {
+  int64_t off = 0, stride = 1;
+  for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+    const int64_t pos = i % shape[size_t(d)];
+    i /= shape[size_t(d)];
+    const int64_t fd = d - int64_t(shape.size() - from.size());
+    if (fd < 0) continue;
+    if (from[size_t(fd)] != 1) off += pos * stride;
+    stride *= from[size_t(fd)];
+  }
+  return values[size_t(off)];
+}
+
+TEST(Elementwise, BroadcastRunsMatchElementLoop) {
+  // Every broadcast layout of the NHWC blocks (channel vectors, per-image channel vectors, per-pixel
+  // scalars, both operands broadcast), sizes large enough that the threads split rows mid-way, and
+  // layouts that leave the run loops (a transposed operand).
+  struct Case {
+    Shape a, b;
+  };
+  const std::vector<Case> cases = {{{3, 7, 11, 1001}, {1001}},       {{2, 5, 5, 40}, {2, 1, 1, 40}},
+                                   {{2, 1, 1, 40}, {2, 5, 5, 40}},    {{4, 9, 9, 1}, {4, 9, 9, 33}},
+                                   {{1, 1, 1, 160}, {64, 1, 1, 160}}, {{37, 1}, {1, 2049}},
+                                   {{5, 1, 3}, {1, 4, 1}},            {{}, {2, 3}}};
+  Generator gen(11);
+  for (const Case& c : cases) {
+    Shape shape = broadcast_shapes(c.a, c.b, "test");
+    Tensor a = Tensor::randn(c.a, gen, DType::Float64), b = Tensor::randn(c.b, gen, DType::Float64);
+    std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>();
+    std::vector<double> prod = mul(a, b).to_vector<double>();
+    std::vector<double> quot = div(a, b).to_vector<double>();
+    std::vector<double> sum_f = add(a.to(DType::Float32), b.to(DType::Float32)).to_vector<double>();
+    ASSERT_EQ(int64_t(prod.size()), shape_numel(shape));
+    for (int64_t i = 0; i < shape_numel(shape); ++i) {
+      const double x = broadcast_at(av, c.a, shape, i), y = broadcast_at(bv, c.b, shape, i);
+      ASSERT_EQ(prod[size_t(i)], x * y) << shape_str(c.a) << " * " << shape_str(c.b) << " at " << i;
+      ASSERT_EQ(quot[size_t(i)], x / y) << i;
+      ASSERT_EQ(sum_f[size_t(i)], double(float(x) + float(y))) << i;
+    }
+  }
+  Tensor t = Tensor::randn({300, 500}, gen, DType::Float64);
+  Tensor v = Tensor::randn({300}, gen, DType::Float64);
+  std::vector<double> tv = t.to_vector<double>(), vv = v.to_vector<double>();
+  std::vector<double> got = mul(t.transpose(0, 1), v).to_vector<double>();  // [500, 300], a strided
+  for (int64_t i = 0; i < 500; ++i)
+    for (int64_t j = 0; j < 300; ++j) ASSERT_EQ(got[size_t(i * 300 + j)], tv[size_t(j * 500 + i)] * vv[size_t(j)]);
+}
+
 TEST(Elementwise, BadInputNamesOpAndShapes) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});
   try {

@@ -1,4 +1,7 @@
 // Reductions: gradcheck, CUDA-vs-CPU and values.
+#include <algorithm>
+#include <cmath>
+
 #include "tests/support/op_case.h"
 
 namespace unirep {
@@ -57,6 +60,39 @@ TEST(Reduce, ColumnAndRowPathsAgree) {
   std::vector<double> mx = amax(x, {0, 1}).to_vector<double>();
   std::vector<double> mx_rows = amax(x.permute({2, 3, 0, 1}).contiguous(), {2, 3}).to_vector<double>();
   EXPECT_EQ(mx, mx_rows);
+}
+
+TEST(Reduce, MiddleBlockMatchesLoop) {
+  // Reduced dims between kept ones (a sum over H, W of NHWC maps) take the batched column kernel:
+  // more slices than threads (one thread per slice) and fewer (each slice split over the threads).
+  Generator gen(9);
+  for (Shape shape : {Shape{9, 5, 7, 13}, Shape{1, 60, 70, 24}, Shape{3, 1, 1, 50}}) {
+    Tensor x = Tensor::randn(shape, gen, DType::Float64);
+    const int64_t n = shape[0], hw = shape[1] * shape[2], c = shape[3];
+    std::vector<double> xv = x.to_vector<double>();
+    std::vector<double> s = sum(x, {1, 2}, true).to_vector<double>(), mx = amax(x, {1, 2}).to_vector<double>();
+    std::vector<double> nr = norm(x, {1, 2}, true).to_vector<double>();
+    ASSERT_EQ(int64_t(s.size()), n * c);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < c; ++k) {
+        double ref = 0, ref_max = -INFINITY, ref_sq = 0;
+        for (int64_t p = 0; p < hw; ++p) {
+          const double v = xv[size_t((i * hw + p) * c + k)];
+          ref += v;
+          ref_max = std::max(ref_max, v);
+          ref_sq += v * v;
+        }
+        EXPECT_NEAR(s[size_t(i * c + k)], ref, 1e-12) << shape_str(shape);
+        EXPECT_EQ(mx[size_t(i * c + k)], ref_max) << shape_str(shape);
+        EXPECT_NEAR(nr[size_t(i * c + k)], std::sqrt(ref_sq), 1e-12) << shape_str(shape);
+      }
+  }
+  // sum_to a per-image channel vector, as in the backward of x * gate[N, 1, 1, C].
+  Tensor g = Tensor::randn({4, 3, 3, 6}, gen, DType::Float64);
+  std::vector<double> via_sum_to = sum_to(g, {4, 1, 1, 6}).to_vector<double>();
+  std::vector<double> via_rows = sum(g.permute({0, 3, 1, 2}).contiguous(), {2, 3}).to_vector<double>();
+  ASSERT_EQ(via_sum_to.size(), via_rows.size());
+  for (size_t i = 0; i < via_rows.size(); ++i) EXPECT_NEAR(via_sum_to[i], via_rows[i], 1e-12);
 }
 
 TEST(Reduce, AmaxSplitsGradientAmongTies) {
