@@ -416,6 +416,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     std::printf("resumed from %s: step %lld, epoch %lld\n", resume_path.c_str(), (long long)step, (long long)epoch);
   }
 
+  if (resume_path.empty()) metrics.truncate_after_step(-1);  // records of an attempt that left no checkpoint
+
   TrainResult result;
   result.run_dir = run_dir;
   if (step >= total_steps) {
