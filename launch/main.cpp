@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "datasets/data_command.h"
 #include "launch/args.h"
+#include "launch/bench_cpu.h"
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
 #include "launch/model_commands.h"
@@ -29,6 +30,8 @@ void usage() {
       "       train a small conv net end to end on a synthetic task\n"
       "  bench-kernels [--peak-tflops T]\n"
       "       time the op families on the GPU against their byte/FLOP floors (default peak 989 bf16 TFLOP/s)\n"
+      "  bench-cpu [--model a] [--batch 128] [--image-size 32] [--in-chans 1] [--num-classes 10] [--steps 10]\n"
+      "       CPU training-step throughput (forward + backward, no optimizer) on a random batch\n"
       "  plot RUN_DIR [--out DIR] [--python EXE]\n"
       "       PNG curves of a run's metrics.jsonl (loss, lr, accuracy) into RUN_DIR/plots; needs a Python with\n"
       "       matplotlib (exit 3 when there is none)\n",
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
     if (command == "predict") return unirep::command_predict(argc, argv);
     if (command == "demo") return demo(argc, argv);
     if (command == "bench-kernels") return bench_kernels(argc, argv);
+    if (command == "bench-cpu") return unirep::command_bench_cpu(argc, argv);
     if (command == "data") return unirep::data_command(argc, argv);
     if (command == "train") return unirep::command_train(argc, argv);
     if (command == "eval") return unirep::command_eval(argc, argv);

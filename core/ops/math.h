@@ -26,8 +26,11 @@ namespace unirep::math {
 namespace poly {
 
 inline __attribute__((always_inline)) float exp_nonpositive(float y) {
-  const float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float k = (y * 1.44269504088896341f + kRound) - kRound;
+  // t = 1.5 * 2^23 + k with k = round(y / ln2): k sits in the low bits of t (unsigned arithmetic,
+  // so inputs out of the domain give garbage, replaced below, and never undefined behaviour).
+  const float kRound = 12582912.0f;
+  const float t = y * 1.44269504088896341f + kRound;
+  const float k = t - kRound;
   float r = y - k * 0.693145751953125f;  // ln2 = 0.693145751953125 + 1.42860682030941723e-6
   r = r - k * 1.42860682030941723e-6f;
   float q = 1.3953236075e-03f;
@@ -36,11 +39,13 @@ inline __attribute__((always_inline)) float exp_nonpositive(float y) {
   q = q * r + 1.6666430119e-01f;
   q = q * r + 5.0000001240e-01f;
   q = q * r + 1.0000000330e+00f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  uint32_t t_bits;
+  std::memcpy(&t_bits, &t, sizeof(t_bits));
+  const uint32_t scale_bits = (t_bits - 0x4B400000u + 127u) << 23;  // 0x4B400000: the bits of 1.5 * 2^23
   float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
+  std::memcpy(&scale, &scale_bits, sizeof(scale));
   const float e = (1.0f + r * q) * scale;
-  return y < -87.3f ? 0.0f : e;
+  return y < -87.3f ? 0.0f : e;  // NaN stays NaN (through r)
 }
 
 inline __attribute__((always_inline)) float erf(float x) {
