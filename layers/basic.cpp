@@ -1,6 +1,7 @@
 #include "layers/basic.h"
 
 #include "autograd/checkpoint.h"
+#include "distributed/sync_batch_norm.h"
 
 namespace unirep {
 
@@ -49,8 +50,11 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     NoGradGuard no_grad;
     num_batches_tracked.fill_(double(++batches_));
   }
-  return batch_norm(x, weight, bias, update || !training() ? running_mean : Tensor(),
-                    update || !training() ? running_var : Tensor(), training(), momentum, eps);
+  const bool use_running = update || !training();
+  const Tensor rm = use_running ? running_mean : Tensor(), rv = use_running ? running_var : Tensor();
+  if (training() && sync && sync->size() > 1)
+    return sync_batch_norm(x, weight, bias, rm, rv, true, momentum, eps, *sync);
+  return batch_norm(x, weight, bias, rm, rv, training(), momentum, eps);
 }
 
 void BatchNorm2d::on_state_loaded() { batches_ = int64_t(num_batches_tracked.item()); }

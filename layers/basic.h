@@ -6,6 +6,8 @@
 
 namespace unirep {
 
+class Communicator;
+
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0, int64_t dilation = 1,
@@ -27,6 +29,8 @@ class Linear : public Module {
 
 // BatchNorm over the channel (last) dim of NHWC data, eps 1e-5 and momentum 0.1 by default.
 // num_batches_tracked counts training forwards, as in PyTorch (an int64 scalar buffer).
+// sync (set by convert_sync_batch_norm, distributed/sync_batch_norm.h; not owned): training
+// forwards take their statistics over all of its ranks; nullptr or a single rank: plain batch norm.
 class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
@@ -34,6 +38,7 @@ class BatchNorm2d : public Module {
 
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
+  Communicator* sync = nullptr;
 
  protected:
   void on_state_loaded() override;

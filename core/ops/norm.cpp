@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/parallel.h"
@@ -102,18 +103,17 @@ void update_running(R* rm, R* rv, const std::vector<acc_t<T>>& mean, const std::
   }
 }
 
+// The two passes of the statistics: the first-pass mean m0[c], then s1 = sum(x - m0) and
+// s2 = sum((x - m0)^2), from which mean = m0 + s1 / n and n var = s2 - s1^2 / n.
 template <class T>
-void bn_stats_cpu(const Tensor& mean_t, const Tensor& invstd_t, const Tensor& x_t, NormShape s,
-                  const Tensor& running_mean, const Tensor& running_var, double momentum, double eps) {
+void centred_sums_cpu(const T* x, NormShape s, std::vector<acc_t<T>>& m0, std::vector<acc_t<T>>& s1,
+                      std::vector<acc_t<T>>& s2) {
   using acc = acc_t<T>;
-  const T* x = x_t.data<T>();
-  const int64_t C = s.channels;
   const acc n = acc(s.outer * s.inner);
-  std::vector<acc> s1, s2;
   channel_sums_cpu<acc>(s, [&](int64_t e, int64_t, int64_t, acc& a1, acc&) { a1 += static_cast<acc>(x[e]); }, s1,
                         s2);
-  std::vector<acc> m0(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) m0[size_t(c)] = s1[size_t(c)] / n;
+  m0.resize(size_t(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) m0[size_t(c)] = s1[size_t(c)] / n;
   channel_sums_cpu<acc>(
       s,
       [&](int64_t e, int64_t c, int64_t, acc& a1, acc& a2) {
@@ -122,6 +122,16 @@ void bn_stats_cpu(const Tensor& mean_t, const Tensor& invstd_t, const Tensor& x_
         a2 += d * d;
       },
       s1, s2);
+}
+
+template <class T>
+void bn_stats_cpu(const Tensor& mean_t, const Tensor& invstd_t, const Tensor& x_t, NormShape s,
+                  const Tensor& running_mean, const Tensor& running_var, double momentum, double eps) {
+  using acc = acc_t<T>;
+  const int64_t C = s.channels;
+  const acc n = acc(s.outer * s.inner);
+  std::vector<acc> m0, s1, s2;
+  centred_sums_cpu(x_t.data<T>(), s, m0, s1, s2);
   std::vector<acc> mean(static_cast<size_t>(C)), var(static_cast<size_t>(C));
   acc* mean_out = mean_t.data<acc>();
   acc* invstd_out = invstd_t.data<acc>();
@@ -177,41 +187,48 @@ void bn_apply_cpu(const Tensor& y_t, const Tensor& x_t, const Tensor& mean_t, co
   });
 }
 
+// s1 = sum(dy), s2 = sum(dy (x - mean)) per channel; dweight = invstd s2 and dbias = s1 when defined.
 template <class T, class P>
-void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t, const Tensor& dy_t,
-                     const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t, const Tensor& w_t, NormShape s,
-                     bool training) {
+void bn_grad_sums_cpu(std::vector<acc_t<T>>& s1, std::vector<acc_t<T>>& s2, const Tensor& dw_t, const Tensor& db_t,
+                      const Tensor& dy_t, const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t,
+                      NormShape s) {
+  using acc = acc_t<T>;
+  const T* x = x_t.data<T>();
+  const T* dy = dy_t.data<T>();
+  const acc* mean = mean_t.data<acc>();
+  const acc* invstd = invstd_t.data<acc>();
+  channel_sums_cpu<acc>(
+      s,
+      [&](int64_t e, int64_t c, int64_t, acc& a1, acc& a2) {
+        acc g = static_cast<acc>(dy[e]);
+        a1 += g;
+        a2 += g * (static_cast<acc>(x[e]) - mean[c]);
+      },
+      s1, s2);
+  if (P* dw = opt_mut<P>(dw_t))
+    for (int64_t c = 0; c < s.channels; ++c) dw[c] = static_cast<P>(s2[size_t(c)] * invstd[c]);
+  if (P* db = opt_mut<P>(db_t))
+    for (int64_t c = 0; c < s.channels; ++c) db[c] = static_cast<P>(s1[size_t(c)]);
+}
+
+// dx = k (dy - a - (x - mean) q): k = w invstd; a = s1 / n; q = invstd^2 s2 / n. Without s1/s2
+// (eval) a = q = 0.
+template <class T, class P>
+void bn_dx_cpu(const Tensor& dx_t, const Tensor& dy_t, const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t,
+               const Tensor& w_t, const acc_t<T>* s1, const acc_t<T>* s2, acc_t<T> n, NormShape s) {
   using acc = acc_t<T>;
   const int64_t C = s.channels;
-  const acc n = acc(s.outer * s.inner);
   const T* x = x_t.data<T>();
   const T* dy = dy_t.data<T>();
   const P* w = opt_data<P>(w_t);
   const acc* mean = mean_t.data<acc>();
   const acc* invstd = invstd_t.data<acc>();
-  std::vector<acc> s1(size_t(C), acc(0)), s2(size_t(C), acc(0));
-  if (dw_t.defined() || db_t.defined() || (dx_t.defined() && training)) {
-    channel_sums_cpu<acc>(
-        s,
-        [&](int64_t e, int64_t c, int64_t, acc& a1, acc& a2) {
-          acc g = static_cast<acc>(dy[e]);
-          a1 += g;
-          a2 += g * (static_cast<acc>(x[e]) - mean[c]);
-        },
-        s1, s2);
-  }
-  if (P* dw = opt_mut<P>(dw_t))
-    for (int64_t c = 0; c < C; ++c) dw[c] = static_cast<P>(s2[size_t(c)] * invstd[c]);
-  if (P* db = opt_mut<P>(db_t))
-    for (int64_t c = 0; c < C; ++c) db[c] = static_cast<P>(s1[size_t(c)]);
-  if (!dx_t.defined()) return;
-  // dx = k * (dy - a - (x - mean) * q): k = w invstd; a = sum(dy) / n; q = invstd^2 sum(dy (x - mean)) / n.
   std::vector<acc> k(static_cast<size_t>(C)), a(size_t(C), acc(0)), q(size_t(C), acc(0));
   for (int64_t c = 0; c < C; ++c) {
     k[size_t(c)] = invstd[c] * (w ? static_cast<acc>(w[c]) : acc(1));
-    if (training) {
-      a[size_t(c)] = s1[size_t(c)] / n;
-      q[size_t(c)] = invstd[c] * invstd[c] * s2[size_t(c)] / n;
+    if (s1) {
+      a[size_t(c)] = s1[c] / n;
+      q[size_t(c)] = invstd[c] * invstd[c] * s2[c] / n;
     }
   }
   T* dx = dx_t.data<T>();
@@ -219,6 +236,55 @@ void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t,
   for_each_channel_elem(s, [&](int64_t e, int64_t c) {
     dx[e] = static_cast<T>(kp[c] * (static_cast<acc>(dy[e]) - ap[c] - (static_cast<acc>(x[e]) - mean[c]) * qp[c]));
   });
+}
+
+template <class T, class P>
+void bn_backward_cpu(const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t, const Tensor& dy_t,
+                     const Tensor& x_t, const Tensor& mean_t, const Tensor& invstd_t, const Tensor& w_t, NormShape s,
+                     bool training) {
+  using acc = acc_t<T>;
+  std::vector<acc> s1, s2;
+  if (dw_t.defined() || db_t.defined() || (dx_t.defined() && training))
+    bn_grad_sums_cpu<T, P>(s1, s2, dw_t, db_t, dy_t, x_t, mean_t, invstd_t, s);
+  if (!dx_t.defined()) return;
+  bn_dx_cpu<T, P>(dx_t, dy_t, x_t, mean_t, invstd_t, w_t, training ? s1.data() : nullptr,
+                  training ? s2.data() : nullptr, acc(s.outer * s.inner), s);
+}
+
+// ---------------------------------------------------------------- batch norm split between processes
+
+template <class T> void bn_partial_sums_cpu(const Tensor& sums_t, const Tensor& x_t, NormShape s) {
+  using acc = acc_t<T>;
+  const int64_t C = s.channels;
+  std::vector<acc> m0, s1, s2;
+  centred_sums_cpu(x_t.data<T>(), s, m0, s1, s2);
+  double* sums = sums_t.data<double>();
+  const double n = double(s.outer * s.inner);
+  for (int64_t c = 0; c < C; ++c) {
+    const double d = double(s1[size_t(c)]) / n, mean = double(m0[size_t(c)]) + d;
+    const double m2 = std::max(double(s2[size_t(c)]) - double(s1[size_t(c)]) * d, 0.0);
+    sums[c] = n * mean;
+    sums[C + c] = m2 + n * mean * mean;
+  }
+  sums[2 * C] = n;
+}
+
+template <class acc, class R>
+void bn_stats_from_sums_cpu(const Tensor& mean_t, const Tensor& invstd_t, const Tensor& sums_t, R* rm, R* rv,
+                            double momentum, double eps) {
+  const int64_t C = mean_t.numel();
+  const double* sums = sums_t.data<double>();
+  const double n = sums[2 * C];
+  UNIREP_CHECK(n > 1, "batch_norm: training needs more than one value per channel over all processes, got ", n);
+  acc* mean_out = mean_t.data<acc>();
+  acc* invstd_out = invstd_t.data<acc>();
+  for (int64_t c = 0; c < C; ++c) {
+    const double mean = sums[c] / n, var = std::max(sums[C + c] / n - mean * mean, 0.0);
+    mean_out[c] = acc(mean);
+    invstd_out[c] = acc(1.0 / std::sqrt(var + eps));
+    if (rm) rm[c] = convert<R>((1.0 - momentum) * convert<double>(rm[c]) + momentum * mean);
+    if (rv) rv[c] = convert<R>((1.0 - momentum) * convert<double>(rv[c]) + momentum * var * n / (n - 1));
+  }
 }
 
 // ---------------------------------------------------------------- layer norm
@@ -388,6 +454,13 @@ void check_kernel_inputs(const char* op, const Tensor& x, NormShape s) {
                ", ", s.channels, ", ", s.inner, "]");
 }
 
+// A small per-channel tensor the split batch norm passes between its halves.
+void check_sums(const char* op, const char* what, const Tensor& t, DType dtype, int64_t numel, const Tensor& x) {
+  UNIREP_CHECK(t.defined() && t.is_contiguous() && t.dtype() == dtype && t.numel() == numel && t.device() == x.device(),
+               op, ": ", what, " must be a contiguous ", dtype_name(dtype), " tensor of ", numel, " values on ",
+               x.str(), "'s device, got ", t.defined() ? t.str() : std::string("undefined"));
+}
+
 }  // namespace
 
 DType norm_param_dtype(const char* op, DType x, std::initializer_list<const Tensor*> params) {
@@ -458,6 +531,83 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
     using T = scalar_t;
     with_norm_param<T>(pdt, [&](auto p) {
       bn_backward_cpu<T, typename decltype(p)::type>(dx, dweight, dbias, dy, x, mean, invstd, weight, s, training);
+    });
+  });
+}
+
+void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s) {
+  check_kernel_inputs("batch_norm", x, s);
+  check_sums("batch_norm", "sums", sums, DType::Float64, 2 * s.channels + 1, x);
+  if (s.outer * s.inner == 0) {
+    Tensor(sums).zero_();
+    return;
+  }
+  if (x.is_cuda()) return cuda::batch_norm_partial_sums(sums, x, s);
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] { bn_partial_sums_cpu<scalar_t>(sums, x, s); });
+}
+
+void batch_norm_stats_from_sums(const Tensor& mean, const Tensor& invstd, const Tensor& sums,
+                                const Tensor& running_mean, const Tensor& running_var, double momentum, double eps) {
+  check_sums("batch_norm", "sums", sums, DType::Float64, 2 * mean.numel() + 1, mean);
+  UNIREP_CHECK(!running_mean.defined() || !running_var.defined() || running_mean.dtype() == running_var.dtype(),
+               "batch_norm: running_mean is ", dtype_name(running_mean.dtype()), " but running_var is ",
+               dtype_name(running_var.dtype()));
+  if (mean.is_cuda())
+    return cuda::batch_norm_stats_from_sums(mean, invstd, sums, running_mean, running_var, momentum, eps);
+  auto run = [&](auto tag) {
+    using acc = decltype(tag);
+    if (!running_mean.defined() && !running_var.defined())
+      return bn_stats_from_sums_cpu<acc, float>(mean, invstd, sums, nullptr, nullptr, momentum, eps);
+    const Tensor& any = running_mean.defined() ? running_mean : running_var;
+    UNIREP_DISPATCH_FLOATING(any.dtype(), "batch_norm", [&] {
+      using R = scalar_t;
+      bn_stats_from_sums_cpu<acc, R>(mean, invstd, sums, opt_mut<R>(running_mean), opt_mut<R>(running_var), momentum,
+                                     eps);
+    });
+  };
+  if (mean.dtype() == DType::Float64) run(double());
+  else run(float());
+}
+
+void batch_norm_backward_reduce(const Tensor& grad_sums, const Tensor& dweight, const Tensor& dbias,
+                                const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                NormShape s) {
+  check_kernel_inputs("batch_norm_backward", x, s);
+  check_kernel_inputs("batch_norm_backward", dy, s);
+  if (grad_sums.defined())
+    check_sums("batch_norm_backward", "grad_sums", grad_sums, norm_stat_dtype(x.dtype()), 2 * s.channels, x);
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&dweight, &dbias});
+  if (x.is_cuda()) return cuda::batch_norm_backward_reduce(grad_sums, dweight, dbias, dy, x, mean, invstd, s);
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
+    using T = scalar_t;
+    using acc = acc_t<T>;
+    with_norm_param<T>(pdt, [&](auto p) {
+      std::vector<acc> s1, s2;
+      bn_grad_sums_cpu<T, typename decltype(p)::type>(s1, s2, dweight, dbias, dy, x, mean, invstd, s);
+      if (!grad_sums.defined()) return;
+      acc* out = grad_sums.data<acc>();
+      std::copy(s1.begin(), s1.end(), out);
+      std::copy(s2.begin(), s2.end(), out + s.channels);
+    });
+  });
+}
+
+void batch_norm_backward_elemt(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& mean,
+                               const Tensor& invstd, const Tensor& weight, const Tensor& grad_sums,
+                               const Tensor& count, NormShape s) {
+  check_kernel_inputs("batch_norm_backward", x, s);
+  check_kernel_inputs("batch_norm_backward", dy, s);
+  check_sums("batch_norm_backward", "grad_sums", grad_sums, norm_stat_dtype(x.dtype()), 2 * s.channels, x);
+  check_sums("batch_norm_backward", "count", count, DType::Float64, 1, x);
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&weight});
+  if (x.is_cuda()) return cuda::batch_norm_backward_elemt(dx, dy, x, mean, invstd, weight, grad_sums, count, s);
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
+    using T = scalar_t;
+    using acc = acc_t<T>;
+    with_norm_param<T>(pdt, [&](auto p) {
+      const acc* gs = grad_sums.data<acc>();
+      bn_dx_cpu<T, typename decltype(p)::type>(dx, dy, x, mean, invstd, weight, gs, gs + s.channels,
+                                               acc(count.data<double>()[0]), s);
     });
   });
 }

@@ -213,6 +213,21 @@ template <class acc, class R> struct FinVar {
     if (running_var) running_var[c] = convert<R>(keep * convert<acc>(running_var[c]) + momentum * var * unbias);
   }
 };
+// The part's sums for a batch split between processes (norm.h), from its centred sums, in float64.
+template <class acc> struct FinPartialSums {
+  const acc* first_mean;
+  double* sums;
+  int64_t C;
+  double n;
+  __device__ void operator()(int64_t c, acc s1, acc s2) const {
+    const double d = double(s1) / n, mean = double(first_mean[c]) + d;
+    double m2 = double(s2) - double(s1) * d;
+    m2 = m2 < 0.0 ? 0.0 : m2;
+    sums[c] = n * mean;
+    sums[C + c] = m2 + n * mean * mean;
+    if (c == 0) sums[2 * C] = n;
+  }
+};
 // P: the parameters' element type (the input's, or float next to a bf16/f16 input).
 template <class P, class acc> struct FinGradBN {
   acc* s1_out;  // kept for dx (may be null)
@@ -246,6 +261,22 @@ __global__ void bn_eval_stats_kernel(acc* mean, acc* invstd, const R* rm, const 
   }
 }
 
+// mean/invstd and the running stats from the sums of every part (norm.h); N = sums[2C].
+template <class acc, class R>
+__global__ void bn_stats_from_sums_kernel(acc* mean, acc* invstd, R* rm, R* rv, const double* sums, int64_t C,
+                                          double momentum, double eps) {
+  const double n = sums[2 * C];
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    const double m = sums[c] / n;
+    double var = sums[C + c] / n - m * m;
+    var = var < 0.0 ? 0.0 : var;
+    mean[c] = acc(m);
+    invstd[c] = acc(1.0 / math::sqrt(var + eps));
+    if (rm) rm[c] = convert<R>((1.0 - momentum) * convert<double>(rm[c]) + momentum * m);
+    if (rv) rv[c] = convert<R>((1.0 - momentum) * convert<double>(rv[c]) + momentum * var * n / (n - 1.0));
+  }
+}
+
 template <class T, class P, class acc, class I>
 __global__ void bn_apply_kernel(T* y, const T* x, const acc* mean, const acc* invstd, const P* w, const P* b, I n,
                                 I C, I inner) {
@@ -259,9 +290,12 @@ __global__ void bn_apply_kernel(T* y, const T* x, const acc* mean, const acc* in
 }
 
 // dx = w invstd (dy - s1 / n - (x - mean) invstd^2 s2 / n); without s1/s2 (eval) dx = w invstd dy.
+// count (a device float64, the total of a batch split between processes) replaces inv_n when given.
 template <class T, class P, class acc, class I>
 __global__ void bn_backward_dx_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd, const P* w,
-                                      const acc* s1, const acc* s2, acc inv_n, I n, I C, I inner) {
+                                      const acc* s1, const acc* s2, acc inv_n, const double* count, I n, I C,
+                                      I inner) {
+  if (count) inv_n = acc(1.0 / *count);
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I c = (inner == 1 ? i : i / inner) % C;
     const acc is = invstd[c];
@@ -562,8 +596,94 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
       auto launch = [&](auto idx) {
         using I = decltype(idx);
         bn_backward_dx_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
-            dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<P>(weight), s1, s2, inv_n, I(n), I(C),
-            I(s.inner));
+            dx.data<T>(), dy.data<T>(), x.data<T>(), mp, ip, opt_data<P>(weight), s1, s2, inv_n, nullptr, I(n),
+            I(C), I(s.inner));
+        CUDA_CHECK_LAUNCH();
+      };
+      if (fits_int32(n)) launch(uint32_t());
+      else launch(int64_t());
+    });
+  });
+}
+
+void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s) {
+  const int64_t C = s.channels;
+  if (C == 0) return;
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+    using T = scalar_t;
+    using acc = acc_t<T>;
+    const DType stat = norm_stat_dtype(x.dtype());
+    const int64_t n = s.outer * s.inner;
+    Tensor first_mean = Tensor::empty({C}, stat, x.device());
+    acc* mp = first_mean.data<acc>();
+    channel_sums<acc>(s, stat, x.device(), SumX<T, acc>{x.data<T>()}, FinMean<acc>{mp, acc(1) / acc(n)});
+    channel_sums<acc>(s, stat, x.device(), SumCentred<T, acc>{x.data<T>(), mp},
+                      FinPartialSums<acc>{mp, sums.data<double>(), C, double(n)});
+  });
+}
+
+void batch_norm_stats_from_sums(const Tensor& mean, const Tensor& invstd, const Tensor& sums,
+                                const Tensor& running_mean, const Tensor& running_var, double momentum, double eps) {
+  const int64_t C = mean.numel();
+  if (C == 0) return;
+  auto run = [&](auto tag) {
+    using acc = decltype(tag);
+    auto launch = [&](auto* rm, auto* rv) {
+      using R = std::remove_pointer_t<decltype(rm)>;
+      bn_stats_from_sums_kernel<acc, R><<<blocks_for(C), kThreads, 0, stream()>>>(
+          mean.data<acc>(), invstd.data<acc>(), rm, rv, sums.data<double>(), C, momentum, eps);
+      CUDA_CHECK_LAUNCH();
+    };
+    if (!running_mean.defined() && !running_var.defined()) {
+      launch(static_cast<float*>(nullptr), static_cast<float*>(nullptr));
+      return;
+    }
+    const Tensor& any = running_mean.defined() ? running_mean : running_var;
+    UNIREP_DISPATCH_FLOATING(any.dtype(), "batch_norm", [&] {
+      using R = scalar_t;
+      launch(opt_mut<R>(running_mean), opt_mut<R>(running_var));
+    });
+  };
+  if (mean.dtype() == DType::Float64) run(double());
+  else run(float());
+}
+
+void batch_norm_backward_reduce(const Tensor& grad_sums, const Tensor& dweight, const Tensor& dbias,
+                                const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                NormShape s) {
+  const int64_t C = s.channels;
+  if (C == 0 || (!grad_sums.defined() && !dweight.defined() && !dbias.defined())) return;
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&dweight, &dbias});
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
+    using T = scalar_t;
+    using acc = acc_t<T>;
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      acc* s1 = opt_mut<acc>(grad_sums);
+      acc* s2 = s1 ? s1 + C : nullptr;
+      channel_sums<acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mean.data<acc>()},
+                        FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), invstd.data<acc>()});
+    });
+  });
+}
+
+void batch_norm_backward_elemt(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& mean,
+                               const Tensor& invstd, const Tensor& weight, const Tensor& grad_sums,
+                               const Tensor& count, NormShape s) {
+  const int64_t n = s.numel(), C = s.channels;
+  if (n == 0) return;
+  const DType pdt = norm_param_dtype("batch_norm_backward", x.dtype(), {&weight});
+  UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&] {
+    using T = scalar_t;
+    using acc = acc_t<T>;
+    with_norm_param<T>(pdt, [&](auto p) {
+      using P = typename decltype(p)::type;
+      const acc* s1 = grad_sums.data<acc>();
+      auto launch = [&](auto idx) {
+        using I = decltype(idx);
+        bn_backward_dx_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
+            dx.data<T>(), dy.data<T>(), x.data<T>(), mean.data<acc>(), invstd.data<acc>(), opt_data<P>(weight), s1,
+            s1 + C, acc(0), count.data<double>(), I(n), I(C), I(s.inner));
         CUDA_CHECK_LAUNCH();
       };
       if (fits_int32(n)) launch(uint32_t());

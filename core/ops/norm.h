@@ -70,6 +70,30 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
                          const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
                          NormShape s, bool training);
 
+// ---- batch norm over a batch split between processes (distributed/sync_batch_norm.h)
+// Forward: each part reduces to per-channel sums that add up across parts (one all-reduce), float64
+// whatever x's dtype:
+//   sums[2C + 1] = [sum(x) per channel, sum(x^2) per channel, n]   (n = outer * inner, may be 0)
+// They are formed from the part's two-pass mean m and centred M2 = sum((x - m)^2) as n m and
+// M2 + n m^2 in float64, so the combined variance sum(x^2) / N - mean^2 loses nothing to float32
+// cancellation. The summed sums then give mean/invstd (norm_stat_dtype) and move the running stats
+// as batch_norm_stats does, with n the total count N:
+void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s);
+void batch_norm_stats_from_sums(const Tensor& mean, const Tensor& invstd, const Tensor& sums,
+                                const Tensor& running_mean, const Tensor& running_var, double momentum, double eps);
+// Backward in two halves around the all-reduce of grad_sums[2C] (norm_stat_dtype):
+//   reduce: grad_sums = [sum(dy), sum(dy (x - mean))] over this part (grad_sums may be undefined),
+//           dweight = invstd sum(dy (x - mean)) and dbias = sum(dy) of this part when defined;
+//   elemt:  dx = w invstd (dy - grad_sums[c] / N - (x - mean) invstd^2 grad_sums[C + c] / N) with
+//           grad_sums summed over the parts and N = count[0] (float64, on x's device: the summed
+//           sums[2C], so no host ever reads it).
+void batch_norm_backward_reduce(const Tensor& grad_sums, const Tensor& dweight, const Tensor& dbias,
+                                const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                NormShape s);
+void batch_norm_backward_elemt(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& mean,
+                               const Tensor& invstd, const Tensor& weight, const Tensor& grad_sums,
+                               const Tensor& count, NormShape s);
+
 // y = layer norm of x over C; mean/invstd [outer * inner] (norm_stat_dtype) are written when defined.
 void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invstd, const Tensor& x,
                         const Tensor& weight, const Tensor& bias, NormShape s, double eps);
@@ -87,6 +111,15 @@ void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, cons
 void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
                          const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
                          NormShape s, bool training);
+void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s);
+void batch_norm_stats_from_sums(const Tensor& mean, const Tensor& invstd, const Tensor& sums,
+                                const Tensor& running_mean, const Tensor& running_var, double momentum, double eps);
+void batch_norm_backward_reduce(const Tensor& grad_sums, const Tensor& dweight, const Tensor& dbias,
+                                const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                NormShape s);
+void batch_norm_backward_elemt(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& mean,
+                               const Tensor& invstd, const Tensor& weight, const Tensor& grad_sums,
+                               const Tensor& count, NormShape s);
 void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& invstd, const Tensor& x,
                         const Tensor& weight, const Tensor& bias, NormShape s, double eps);
 void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dy,
