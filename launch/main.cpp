@@ -5,6 +5,8 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "datasets/data_command.h"
+#include "distributed/dist_check.h"
+#include "distributed/process_group.h"
 #include "launch/args.h"
 #include "launch/bench_cpu.h"
 #include "launch/bench_kernels.h"
@@ -38,6 +40,7 @@ void usage() {
       stdout);
   std::fputs(unirep::train_usage(), stdout);
   std::fputs(unirep::data_usage(), stdout);
+  std::fputs(unirep::dist_check_usage(), stdout);
   std::fputs("  help  this text\n", stdout);
 }
 
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
     if (command == "train") return unirep::command_train(argc, argv);
     if (command == "eval") return unirep::command_eval(argc, argv);
     if (command == "plot") return unirep::command_plot(argc, argv);
+    if (command == "dist-check") return unirep::command_dist_check(argc, argv);
     if (command == "help" || command == "--help" || command == "-h") {
       usage();
       return 0;
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
+    unirep::shutdown_distributed(1);  // under mpirun: ends the other ranks now, not at their watchdog timeout
     return 1;
   }
 }

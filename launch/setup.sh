@@ -18,7 +18,7 @@ log() { printf '[setup] %s\n' "$*"; }
 # will do (the first is installed when none is): the libjpeg API comes from libjpeg-dev, Debian's
 # libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev.
 libraries=(libopenblas-dev libgtest-dev libhdf5-dev nlohmann-json3-dev "libjpeg-dev|libjpeg62-turbo-dev|libjpeg-turbo8-dev"
-           libpng-dev zlib1g-dev libyaml-cpp-dev)
+           libpng-dev zlib1g-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin)
 # Optional: installed when a package registry answers, otherwise a warning (the GPU machine has no registry).
 # Each is also present when what it provides is there by other means.
 optional=(dataset-fashion-mnist python3-matplotlib)
@@ -36,10 +36,15 @@ provided_otherwise() {
 }
 declare -A tool_package=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 
-# A library built from source instead of packaged counts as present when its header is there.
+# A library built from source instead of packaged counts as present when its header is there, an MPI
+# installed otherwise (the GPU machine's Open MPI, HPC-X) when its compiler wrapper or launcher is on PATH.
+# NCCL comes with the CUDA Toolkit or the GPU machine's image (CMake looks next to the toolkit and in /usr).
 declare -A package_header=([libyaml-cpp-dev]=yaml-cpp/yaml.h [nlohmann-json3-dev]=nlohmann/json.hpp [libhdf5-dev]=hdf5/serial/hdf5.h)
+declare -A package_command=([libopenmpi-dev]=mpicxx [openmpi-bin]=mpirun)
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' && return 0
+  local command=${package_command[$1]:-}
+  [[ -n $command ]] && command -v "$command" >/dev/null 2>&1 && return 0
   local header=${package_header[$1]:-}
   [[ -n $header && ( -f /usr/include/$header || -f /usr/local/include/$header ) ]]
 }
