@@ -453,6 +453,7 @@ Schema schema_of(TrainConfig& c) {
   s.choice("backend", c.distributed.backend, {"auto", "none", "nccl", "mpi"});
   s.boolean("sync_bn", c.distributed.sync_bn);
   s.integer("bucket_mb", c.distributed.bucket_mb, at_least(1));
+  s.number("timeout_s", c.distributed.timeout_s, above(0));
   return s;
 }
 

@@ -126,6 +126,7 @@ struct TrainConfig {
     std::string backend = "auto";                    // auto|none|nccl|mpi
     bool sync_bn = false;                            // BatchNorm statistics over all ranks
     int64_t bucket_mb = 25;                          // gradient all-reduce bucket size in MiB
+    double timeout_s = 300;                          // a collective not done after this aborts every rank
     bool operator==(const Distributed&) const = default;
   };
 

@@ -27,6 +27,7 @@ int command_train(int argc, char** argv) {
   std::string resume = args.get("--resume", config.checkpoint.resume);
   const std::string out = args.get("--out", (fs::path("runs") / fs::path(config_path).stem()).string());
   TrainResult r = train(config, out, resume);
+  if (r.rank != 0) return 0;
   if (r.already_complete) std::printf("the run in %s had already finished (step %lld)\n", out.c_str(), (long long)r.steps);
   std::printf("run folder %s: %lld steps, %lld epochs in %.1f s (%.1f train img/s); final eval top-1 %.4f top-5 %.4f\n",
               out.c_str(), (long long)r.steps, (long long)r.epochs_completed, r.seconds, r.train_images_per_second,

@@ -24,6 +24,9 @@
 #include "datasets/mixup.h"
 #include "datasets/rand_augment.h"
 #include "datasets/random.h"
+#include "distributed/process_group.h"
+#include "distributed/reducer.h"
+#include "distributed/sync_batch_norm.h"
 #include "launch/checkpoint.h"
 #include "launch/metrics.h"
 #include "layers/tensor_io.h"
@@ -149,14 +152,17 @@ std::optional<DType> autocast_dtype_for(const TrainConfig& c, Device device) {
   return c.precision.dtype == "bfloat16" ? DType::BFloat16 : DType::Float16;
 }
 
-// No eval split (data.eval_split ""): zero images, zero metrics.
+// No eval split (data.eval_split ""): zero images, zero metrics. With several ranks each evaluates
+// its share (rank r: global positions r, r + W, ...) and skips the sampler's wrap-around padding
+// (global positions >= N), so the summed counts are exactly those of one pass over the split.
 EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& d, Device device,
-                     std::optional<DType> low_precision) {
+                     std::optional<DType> low_precision, Communicator& comm) {
   if (!d.eval) return {};
   const bool was_training = model.training();
   model.eval();
   LoaderOptions o = loader_options(c, d, eval_batch_size(c), device);
-  DistributedSampler sampler(d.eval->size(), 0, 1, c.train.seed, /*shuffle=*/false, /*drop_last=*/false);
+  const int64_t n = d.eval->size(), rank = comm.rank(), world = comm.size();
+  DistributedSampler sampler(n, comm.rank(), comm.size(), c.train.seed, /*shuffle=*/false, /*drop_last=*/false);
   DataLoader loader(sampler, o, make_classification_fetch(d.eval, d.pipeline, false, c.train.seed, d.num_classes));
   NoGradGuard no_grad;
   double loss_sum = 0;
@@ -169,20 +175,28 @@ EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& 
       logits = model.forward(x);
     }
     logits = cast(logits, DType::Float32);
-    loss_sum += cross_entropy(logits, y, -100, 0.0, Reduction::Sum).item();
     const std::vector<float> l = logits.to_vector<float>();
     const std::vector<int64_t> labels = y.to_vector<int64_t>();
     const int64_t k = logits.size(1);
+    const std::vector<float> row_losses =
+        cross_entropy(logits, y, -100, 0.0, Reduction::None).to_vector<float>();
     for (int64_t i = 0; i < batch->size; ++i) {
+      if ((batch->position + i) * world + rank >= n) continue;  // padding: counted by the rank that owns it
+      loss_sum += double(row_losses[size_t(i)]);
       const float* row = &l[size_t(i * k)];
       const float target = row[labels[size_t(i)]];
       // Rank of the target: classes scoring higher, ties broken toward the lower index (as topk).
-      int64_t rank = 0;
-      for (int64_t j = 0; j < k; ++j) rank += row[j] > target || (row[j] == target && j < labels[size_t(i)]);
-      top1 += rank < 1;
-      top5 += rank < 5;
+      int64_t place = 0;
+      for (int64_t j = 0; j < k; ++j) place += row[j] > target || (row[j] == target && j < labels[size_t(i)]);
+      top1 += place < 1;
+      top5 += place < 5;
+      ++images;
     }
-    images += batch->size;
+  }
+  if (world > 1) {
+    const std::vector<int64_t> counts = all_reduce_sum(comm, std::vector<int64_t>{top1, top5, images});
+    top1 = counts[0], top5 = counts[1], images = counts[2];
+    loss_sum = all_reduce_sum(comm, std::vector<double>{loss_sum})[0];
   }
   model.train(was_training);
   EvalMetrics m;
@@ -211,9 +225,14 @@ json metrics_json(const EvalMetrics& m) {
 TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::string& resume_arg) {
   const auto start = std::chrono::steady_clock::now();
   if (c.train.threads > 0) omp_set_num_threads(int(c.train.threads));
-  const Device device = resolve_device(c.train.device);
+  // One process per rank: the communicator picks this rank's device (its GPU by local rank).
+  std::unique_ptr<Communicator> comm =
+      make_communicator(c.distributed.backend, resolve_device(c.train.device), c.distributed.timeout_s);
+  const Device device = comm->device();
+  const int rank = comm->rank(), world = comm->size();
+  const bool is_main = rank == 0;  // logs and writes; every rank computes
   const std::optional<DType> low_precision = autocast_dtype_for(c, device);
-  if (!device.is_cuda() && c.precision.dtype != "float32")
+  if (is_main && !device.is_cuda() && c.precision.dtype != "float32")
     std::printf("note: precision.dtype %s applies on the GPU; the CPU trains in float32\n", c.precision.dtype.c_str());
 
   // Resume target first: a fresh start never overwrites an existing run.
@@ -228,7 +247,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
                 "); pass --resume auto to continue that run, or choose another --out");
   }
   const std::string resolved_yaml = to_yaml(c);
-  write_text_atomic((fs::path(run_dir) / "config.yaml").string(), resolved_yaml);
+  if (is_main) write_text_atomic((fs::path(run_dir) / "config.yaml").string(), resolved_yaml);
 
   DataSetup data = setup_data(c, true);
   UniRepLKNetConfig mc = model_config(c, data);
@@ -241,10 +260,15 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     LoadReport report = model->load_state_dict(read_model_weights(c.model.init), c.model.init_strict);
     if (!report.ok()) std::printf("model.init '%s': %s\n", c.model.init.c_str(), report.str().c_str());
   }
-  Generator drop_path_gen(c.train.seed ^ kDropPathSalt);
+  // Each rank its own drop-path stream (upstream seeds every rank with seed + rank).
+  Generator drop_path_gen((c.train.seed ^ kDropPathSalt) + uint64_t(rank));
   model->set_generator(&drop_path_gen);
   model->to(device);
   model->train();
+  if (world > 1) {
+    broadcast_module_state(*comm, *model);
+    if (c.distributed.sync_bn) convert_sync_batch_norm(*model, comm.get());
+  }
 
   std::shared_ptr<UniRepLKNet> ema_model;
   std::unique_ptr<ModelEma> ema;
@@ -289,14 +313,14 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     mix.switch_prob = c.augment.mixup_switch_prob;
     mix.label_smoothing = c.augment.label_smoothing;
     mix.num_classes = data.num_classes;
-    const uint64_t seed = c.train.seed ^ kMixupSalt;
+    const uint64_t seed = (c.train.seed ^ kMixupSalt) + uint64_t(rank);
     const int64_t size = c.data.input_size, channels = data.in_chans;
     mix_batch = [mix, seed, size, channels](Batch& b) {
       Rng rng = make_rng(seed, uint64_t(b.epoch), uint64_t(b.batch_index));
       mixup_cutmix(b.image(0), b.size, size, size, channels, true, b.label(0), b.soft_target(0), mix, rng);
     };
   }
-  DistributedSampler sampler(data.train->size(), 0, 1, c.train.seed, /*shuffle=*/true, /*drop_last=*/true);
+  DistributedSampler sampler(data.train->size(), rank, world, c.train.seed, /*shuffle=*/true, /*drop_last=*/true);
   DataLoader loader(sampler, train_options,
                     make_classification_fetch(data.train, data.pipeline, true, c.train.seed, data.num_classes),
                     mix_batch);
@@ -334,7 +358,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   bool epoch_complete = false;
   double best_top1 = -1;
   int64_t best_step = -1;
-  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), c.logging.jsonl);
+  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), c.logging.jsonl && is_main);
   // The loss log's running sums (a checkpoint between two log lines keeps them, so a resumed run logs
   // the same numbers). window_loss adds micro-batch losses on the device: no host sync per step.
   Tensor window_loss;
@@ -364,20 +388,21 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     return ck;
   };
   auto save_step_checkpoint = [&]() {
+    if (!is_main) return;
     write_checkpoint(step_checkpoint_path(run_dir, step), make_checkpoint());
     prune_checkpoints(run_dir, c.checkpoint.keep_last);
   };
 
   if (!resume_path.empty()) {
     Checkpoint ck = read_checkpoint(resume_path);
-    if (ck.config_yaml != resolved_yaml)
+    if (is_main && ck.config_yaml != resolved_yaml)
       std::printf("note: the config differs from the one '%s' was written with; continuing with the new one\n",
                   resume_path.c_str());
     model->load_state_dict(section(ck.tensors, "model"));
     if (ema_model) {
       NamedTensors ema_state = section(ck.tensors, "ema");
       if (ema_state.empty()) {
-        std::printf("note: '%s' has no EMA weights; the EMA restarts from the current weights\n", resume_path.c_str());
+        if (is_main) std::printf("note: '%s' has no EMA weights; the EMA restarts from the current weights\n", resume_path.c_str());
         ema->reset(*model);
       } else {
         ema_model->load_state_dict(ema_state);
@@ -397,8 +422,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       window_loss = Tensor::full({}, log.at("window_loss").get<double>(), DType::Float32, device);
     epoch_loss_sum = log.at("epoch_loss_sum").get<double>();
     epoch_loss_steps = log.at("epoch_loss_steps").get<int64_t>();
-    drop_path_gen.set_state(st.at("generator").at("seed").get<uint64_t>(),
-                            st.at("generator").at("offset").get<uint64_t>());
+    // Every rank draws as many masks: rank 0's offset is every rank's.
+    drop_path_gen.set_state(drop_path_gen.seed(), st.at("generator").at("offset").get<uint64_t>());
     SamplerState s;
     const json& js = st.at("sampler");
     s.seed = js.at("seed").get<uint64_t>();
@@ -413,7 +438,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       loader.restore(s);
     }
     metrics.truncate_after_step(step);
-    std::printf("resumed from %s: step %lld, epoch %lld\n", resume_path.c_str(), (long long)step, (long long)epoch);
+    if (is_main) std::printf("resumed from %s: step %lld, epoch %lld\n", resume_path.c_str(), (long long)step, (long long)epoch);
   }
 
   if (resume_path.empty()) metrics.truncate_after_step(-1);  // records of an attempt that left no checkpoint
@@ -422,11 +447,12 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   result.run_dir = run_dir;
   if (step >= total_steps) {
     result.already_complete = true;
-  } else {
-    std::printf("training UniRepLKNet-%s (%lld parameters, %lld classes, %lldx%lld x%lld input) on %s%s: %lld steps "
+  } else if (is_main) {
+    std::printf("training UniRepLKNet-%s (%lld parameters, %lld classes, %lldx%lld x%lld input) on %s%s%s: %lld steps "
                 "(%lld per epoch, batch %lld x update_freq %lld), run folder %s\n",
                 mc.name.c_str(), (long long)model->num_parameters(), (long long)data.num_classes,
                 (long long)c.data.input_size, (long long)c.data.input_size, (long long)data.in_chans,
+                world > 1 ? (std::to_string(world) + " ranks (" + comm->backend() + "), rank 0 ").c_str() : "",
                 device.str().c_str(), low_precision ? (" with " + c.precision.dtype + " autocast").c_str() : "",
                 (long long)total_steps, (long long)steps_per_epoch, (long long)c.train.batch_size,
                 (long long)c.train.update_freq, run_dir.c_str());
@@ -434,7 +460,10 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   std::fflush(stdout);
 
   const std::vector<Tensor> params = model->parameters();
-  ProgressLine progress(c.logging.progress && ::isatty(STDOUT_FILENO), total_steps);
+  // Several ranks: gradients live in buckets that are all-reduced (averaged) while backward runs.
+  std::unique_ptr<GradientReducer> reducer;
+  if (world > 1) reducer = std::make_unique<GradientReducer>(*comm, params, c.distributed.bucket_mb << 20);
+  ProgressLine progress(c.logging.progress && is_main && ::isatty(STDOUT_FILENO), total_steps);
   auto window_start = std::chrono::steady_clock::now();
   const auto train_start = window_start;
   int64_t window_images = 0, trained_images = 0;
@@ -444,8 +473,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
 
   auto run_eval = [&](bool final) {
     if (!data.eval) return;
-    last_eval = evaluate(*model, c, data, device, low_precision);
-    if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision);
+    last_eval = evaluate(*model, c, data, device, low_precision, *comm);
+    if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision, *comm);
     last_eval_step = step;
     json record = {{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"top1", last_eval.top1},
                    {"top5", last_eval.top5}, {"eval_loss", last_eval.loss}, {"time", seconds_since(start)}};
@@ -454,15 +483,17 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     if (final) record["final"] = true;
     metrics.write(record);
     progress.finish();
-    std::printf("epoch %lld  step %lld  eval top-1 %.4f  top-5 %.4f  loss %.4f", (long long)epoch, (long long)step,
-                last_eval.top1, last_eval.top5, last_eval.loss);
-    if (last_ema_eval.images > 0) std::printf("  (EMA top-1 %.4f  top-5 %.4f)", last_ema_eval.top1, last_ema_eval.top5);
-    std::printf("\n");
-    std::fflush(stdout);
+    if (is_main) {
+      std::printf("epoch %lld  step %lld  eval top-1 %.4f  top-5 %.4f  loss %.4f", (long long)epoch, (long long)step,
+                  last_eval.top1, last_eval.top5, last_eval.loss);
+      if (last_ema_eval.images > 0) std::printf("  (EMA top-1 %.4f  top-5 %.4f)", last_ema_eval.top1, last_ema_eval.top5);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
     if (last_eval.top1 > best_top1) {
       best_top1 = last_eval.top1;
       best_step = step;
-      if (c.checkpoint.keep_best) write_checkpoint(best_checkpoint_path(run_dir), make_checkpoint());
+      if (c.checkpoint.keep_best && is_main) write_checkpoint(best_checkpoint_path(run_dir), make_checkpoint());
     }
   };
 
@@ -484,12 +515,14 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
                       : cross_entropy(logits, batch->labels, -100, c.augment.label_smoothing);
       }
       Tensor backward_loss = c.train.update_freq > 1 ? loss * (1.0 / double(c.train.update_freq)) : loss;
+      if (reducer) reducer->prepare_for_backward(/*sync=*/(micro + 1) % c.train.update_freq == 0);
       scaler.scale(backward_loss).backward();
       window_loss = window_loss.defined() ? window_loss + loss.detach() : loss.detach();
       window_images += batch->size;
       trained_images += batch->size;
       ++micro;
       if (micro % c.train.update_freq != 0) continue;
+      if (reducer) reducer->finish();
 
       const double lr = lr_schedule.at(step), wd = wd_schedule.at(step);
       const bool overflow = scaler.enabled() && scaler.unscale_and_check(params);
@@ -502,9 +535,10 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       ++window_steps;
 
       if (step % c.logging.print_every_steps == 0 || step == total_steps) {
-        const double mean_loss = window_loss.item() / double(window_steps * c.train.update_freq);
+        double mean_loss = window_loss.item() / double(window_steps * c.train.update_freq);
+        if (world > 1) mean_loss = all_reduce_sum(*comm, std::vector<double>{mean_loss})[0] / double(world);
         const double window_seconds = seconds_since(window_start);
-        const double img_per_s = double(window_images) / std::max(window_seconds, 1e-9);
+        const double img_per_s = double(window_images) * double(world) / std::max(window_seconds, 1e-9);
         const double elapsed = seconds_since(train_start);
         const double eta = double(total_steps - step) * elapsed / double(std::max<int64_t>(step - steps_at_start, 1));
         epoch_loss_sum += mean_loss * double(window_steps), epoch_loss_steps += window_steps;
@@ -537,25 +571,29 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     run_eval(true);
     save_step_checkpoint();
   } else {
-    last_eval = evaluate(*model, c, data, device, low_precision);
-    if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision);
+    last_eval = evaluate(*model, c, data, device, low_precision, *comm);
+    if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision, *comm);
   }
-  save_tensors((fs::path(run_dir) / "model.h5").string(), model->state_dict(),
-               {{"format", "unirep-state-dict"}, {"version", "1"}, {"model", mc.name}});
-  if (ema_model) save_tensors((fs::path(run_dir) / "model_ema.h5").string(), ema_model->state_dict(),
-                              {{"format", "unirep-state-dict"}, {"version", "1"}, {"model", mc.name}});
+  result.rank = rank;
+  result.world_size = world;
+  if (is_main) {
+    save_tensors((fs::path(run_dir) / "model.h5").string(), model->state_dict(),
+                 {{"format", "unirep-state-dict"}, {"version", "1"}, {"model", mc.name}});
+    if (ema_model) save_tensors((fs::path(run_dir) / "model_ema.h5").string(), ema_model->state_dict(),
+                                {{"format", "unirep-state-dict"}, {"version", "1"}, {"model", mc.name}});
+  }
 
   result.steps = step;
   result.epochs_completed = epoch_complete ? epoch + 1 : epoch;
   result.final_eval = last_eval;
   result.final_ema_eval = last_ema_eval;
   result.seconds = seconds_since(start);
-  result.train_images_per_second = train_seconds > 0 ? double(trained_images) / train_seconds : 0;
+  result.train_images_per_second = train_seconds > 0 ? double(trained_images) * double(world) / train_seconds : 0;
   json summary = {{"steps", result.steps}, {"epochs", result.epochs_completed}, {"eval", metrics_json(last_eval)},
                   {"seconds", result.seconds}, {"train_images_per_second", result.train_images_per_second},
-                  {"device", device.str()}, {"best_top1", best_top1}, {"best_step", best_step}};
+                  {"device", device.str()}, {"world_size", world}, {"best_top1", best_top1}, {"best_step", best_step}};
   if (last_ema_eval.images > 0) summary["ema_eval"] = metrics_json(last_ema_eval);
-  write_text_atomic((fs::path(run_dir) / "result.json").string(), summary.dump(2) + "\n");
+  if (is_main) write_text_atomic((fs::path(run_dir) / "result.json").string(), summary.dump(2) + "\n");
   return result;
 }
 
@@ -567,7 +605,8 @@ EvalMetrics evaluate_checkpoint(const TrainConfig& c, const std::string& checkpo
   auto model = std::make_shared<UniRepLKNet>(model_config(c, data));
   model->load_state_dict(read_model_weights(checkpoint_path, use_ema));
   model->to(device);
-  return evaluate(*model, c, data, device, autocast_dtype_for(c, device));
+  SingleCommunicator single(device);
+  return evaluate(*model, c, data, device, autocast_dtype_for(c, device), single);
 }
 
 }  // namespace unirep

@@ -1,5 +1,8 @@
-// The training engine behind `unirep train` and `unirep eval`: one process, one device (the CPU or
-// one GPU).
+// The training engine behind `unirep train` and `unirep eval`. One process per rank, each on one
+// device (the CPU or one GPU); launched by mpirun or srun, the ranks train data-parallel
+// (distributed/): rank r reads its share of every epoch, gradients are averaged by the bucketed
+// reducer during backward, rank 0's initial state is broadcast, eval counts are summed exactly, and
+// only rank 0 logs and writes the run folder.
 //
 // A run folder holds config.yaml (the resolved config), metrics.jsonl (launch/metrics.h),
 // checkpoints/ (launch/checkpoint.h), model.h5 (the final weights as a plain state dict) and
@@ -36,6 +39,7 @@ struct TrainResult {
   EvalMetrics final_eval, final_ema_eval;  // final_ema_eval.images == 0 without an EMA
   double seconds = 0, train_images_per_second = 0;
   bool already_complete = false;  // resumed a run that had finished: nothing was trained
+  int rank = 0, world_size = 1;   // this process in the data-parallel job (rank 0 logs and writes)
 };
 
 // Trains per `config` in `run_dir` (created if needed). resume: "" (start fresh; a run folder that
