@@ -460,9 +460,11 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   std::fflush(stdout);
 
   const std::vector<Tensor> params = model->parameters();
-  // Several ranks: gradients live in buckets that are all-reduced (averaged) while backward runs.
+  // MPI or NCCL (any world size, 1 included): gradients live in buckets that are all-reduced
+  // (averaged) while backward runs. A plain run ("single") needs none.
   std::unique_ptr<GradientReducer> reducer;
-  if (world > 1) reducer = std::make_unique<GradientReducer>(*comm, params, c.distributed.bucket_mb << 20);
+  if (comm->backend() != "single")
+    reducer = std::make_unique<GradientReducer>(*comm, params, c.distributed.bucket_mb << 20);
   ProgressLine progress(c.logging.progress && is_main && ::isatty(STDOUT_FILENO), total_steps);
   auto window_start = std::chrono::steady_clock::now();
   const auto train_start = window_start;
