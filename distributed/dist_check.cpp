@@ -35,6 +35,7 @@ struct Net : Container {
 
 void init(Net& net, uint64_t seed, Device device) {
   NoGradGuard no_grad;
+  net.to(device);
   Generator gen(seed);
   for (Tensor& p : net.parameters()) p.copy_(Tensor::randn(p.shape(), gen).mul_(0.3).to(device));
 }

@@ -12,5 +12,6 @@ if ! unshare --net true 2>/dev/null; then
   exit 77
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-exec unshare --net sh -c 'ip link set lo up && exec mpirun -np "$0" --oversubscribe --mca btl self,tcp \
-  --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo "$@"' "$np" "$@"
+here=$(cd "$(dirname "$0")" && pwd)
+exec unshare --net sh -c '"$0" && np=$1 && shift && exec mpirun -np "$np" --oversubscribe --mca btl self,tcp \
+  --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo "$@"' "$here/loopback_up.sh" "$np" "$@"
