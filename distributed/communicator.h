@@ -14,6 +14,17 @@ namespace unirep {
 // ncclAvg does the same), so the sum of scaled fp16/bf16 gradients stays in range.
 enum class ReduceOp { Sum, Max, Min, Avg };
 
+// "sum", "max", "min", "avg": for messages.
+inline const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+    case ReduceOp::Avg: return "avg";
+  }
+  return "?";
+}
+
 // A collective started by Communicator::all_reduce_async.
 class PendingCollective {
  public:

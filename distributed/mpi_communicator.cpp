@@ -14,16 +14,6 @@ namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 30;  // MPI counts are int
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::Avg: return "avg";
-  }
-  return "?";
-}
-
 MPI_Datatype mpi_type(const char* what, const Tensor& t) {
   UNIREP_CHECK(t.defined(), "MPI ", what, ": the tensor is undefined");
   UNIREP_CHECK(t.device().is_cpu(), "MPI ", what, ": the tensor ", t.str(),
@@ -59,7 +49,7 @@ void check(int rc, const char* what) {
 }
 
 std::string describe(const char* what, const Tensor& t, ReduceOp op) {
-  return detail::concat(what, " ", op_name(op), " of ", t.str());
+  return detail::concat(what, " ", reduce_op_name(op), " of ", t.str());
 }
 
 class MpiPending : public PendingCollective {

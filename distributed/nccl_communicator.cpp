@@ -52,16 +52,6 @@ ncclRedOp_t nccl_op(ReduceOp op, const Tensor& t) {
   return ncclSum;
 }
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::Avg: return "avg";
-  }
-  return "?";
-}
-
 struct Event {
   cudaEvent_t event = nullptr;
   explicit Event(cudaStream_t stream) {
@@ -154,7 +144,7 @@ void NcclCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   ncclRedOp_t nop = nccl_op(op, t);
   cudaStream_t stream = cuda::stream(cuda_device_);
   NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, state_->comm.load(), stream));
-  state_->watch(detail::concat("all_reduce ", op_name(op), " of ", t.str()), stream);
+  state_->watch(detail::concat("all_reduce ", reduce_op_name(op), " of ", t.str()), stream);
 }
 
 void NcclCommunicator::broadcast(Tensor& t, int root) {
@@ -180,7 +170,7 @@ std::unique_ptr<PendingCollective> NcclCommunicator::all_reduce_async(Tensor& t,
   Event ready(compute);
   CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, ready.event, 0));
   NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, s.comm.load(), s.comm_stream));
-  auto done = s.watch(detail::concat("all_reduce_async ", op_name(op), " of ", t.str()), s.comm_stream);
+  auto done = s.watch(detail::concat("all_reduce_async ", reduce_op_name(op), " of ", t.str()), s.comm_stream);
   return std::make_unique<NcclPending>(std::move(done), compute);
 }
 
