@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,6 +18,7 @@
 #include "core/cuda/context.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/hdf5_util.h"
 #include "datasets/classification_pipeline.h"
 #include "datasets/loader.h"
 #include "datasets/mixup.h"
@@ -205,17 +205,6 @@ EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& 
   return m;
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    UNIREP_CHECK(out.good(), "could not write '", tmp, "'");
-  }
-  fs::rename(tmp, path);
-}
-
 json metrics_json(const EvalMetrics& m) {
   return {{"top1", m.top1}, {"top5", m.top5}, {"loss", m.loss}, {"images", m.images}};
 }
@@ -247,7 +236,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
                 "); pass --resume auto to continue that run, or choose another --out");
   }
   const std::string resolved_yaml = to_yaml(c);
-  if (is_main) write_text_atomic((fs::path(run_dir) / "config.yaml").string(), resolved_yaml);
+  if (is_main) write_file_atomically((fs::path(run_dir) / "config.yaml").string(), resolved_yaml, "unirep train: ");
 
   DataSetup data = setup_data(c, true);
   UniRepLKNetConfig mc = model_config(c, data);
@@ -471,13 +460,11 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   int64_t window_images = 0, trained_images = 0;
   const int64_t steps_at_start = step;
   EvalMetrics last_eval, last_ema_eval;
-  int64_t last_eval_step = -1;
 
   auto run_eval = [&](bool final) {
     if (!data.eval) return;
     last_eval = evaluate(*model, c, data, device, low_precision, *comm);
     if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision, *comm);
-    last_eval_step = step;
     json record = {{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"top1", last_eval.top1},
                    {"top5", last_eval.top5}, {"eval_loss", last_eval.loss}, {"time", seconds_since(start)}};
     if (epoch_loss_steps > 0) record["train_loss"] = epoch_loss_sum / double(epoch_loss_steps);
@@ -554,17 +541,12 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps == 0 && step < total_steps)
         save_step_checkpoint();
     }
-    const bool ran_whole_epoch = micro == micro_batches;
-    if (!ran_whole_epoch) break;  // max_steps reached mid-epoch
+    if (micro < micro_batches) break;  // max_steps reached mid-epoch
     epoch_complete = true;
-    const bool last = step >= total_steps;
-    if (!last && c.train.eval_every_epochs > 0 && (epoch + 1) % c.train.eval_every_epochs == 0) run_eval(false);
-    if (!last && c.checkpoint.every_epochs > 0 && (epoch + 1) % c.checkpoint.every_epochs == 0) save_step_checkpoint();
+    if (step >= total_steps) break;  // the final eval and checkpoint follow
+    if (c.train.eval_every_epochs > 0 && (epoch + 1) % c.train.eval_every_epochs == 0) run_eval(false);
+    if (c.checkpoint.every_epochs > 0 && (epoch + 1) % c.checkpoint.every_epochs == 0) save_step_checkpoint();
     epoch_complete = false;
-    if (last) {
-      epoch_complete = true;
-      break;
-    }
   }
   progress.finish();
   const double train_seconds = seconds_since(train_start);
@@ -595,7 +577,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
                   {"seconds", result.seconds}, {"train_images_per_second", result.train_images_per_second},
                   {"device", device.str()}, {"world_size", world}, {"best_top1", best_top1}, {"best_step", best_step}};
   if (last_ema_eval.images > 0) summary["ema_eval"] = metrics_json(last_ema_eval);
-  if (is_main) write_text_atomic((fs::path(run_dir) / "result.json").string(), summary.dump(2) + "\n");
+  if (is_main) write_file_atomically((fs::path(run_dir) / "result.json").string(), summary.dump(2) + "\n", "unirep train: ");
   return result;
 }
 
