@@ -40,7 +40,8 @@ say() { printf '[slurm_ci %s] %s\n' "$(date +%T)" "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
 skip() { say "skipped: $*"; exit 77; }
 in_ns() { nsenter --net="/run/netns/$NS" -- "$@"; }
-running() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
+# shellcheck source=daemons.sh
+. "$here/daemons.sh"
 
 installed() { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null
 
@@ -95,18 +96,6 @@ KillWait=5
 NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 $node State=UNKNOWN
 PartitionName=ci Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
-}
-
-stop_daemon() {  # NAME PIDFILE: only a process that still is that daemon is killed
-  local pid
-  [ -f "$2" ] || return 0
-  pid=$(cat "$2")
-  if running "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]; then
-    kill "$pid" 2>/dev/null
-    for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
-    running "$pid" && kill -9 "$pid" 2>/dev/null
-  fi
-  rm -f "$2"
 }
 
 do_stop() {

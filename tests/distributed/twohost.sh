@@ -36,11 +36,12 @@ export SLURM_CONF=$D/etc/slurm.conf
 say() { printf '[twohost %s] %s\n' "$(date +%T)" "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
 skip() { say "skipped: $*"; exit 77; }
-alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
+# shellcheck source=daemons.sh
+. "$here/daemons.sh"
 
 holder() {  # the PID of host $1's holder, if it still is ours
   local f=$D/hosts/$1/holder.pid p
-  [ -f "$f" ] && p=$(cat "$f") && alive "$p" &&
+  [ -f "$f" ] && p=$(cat "$f") && running "$p" &&
     [[ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" == "twohost-holder-$1 "* ]] && echo "$p"
 }
 on() {  # on HOST CMD...: run CMD inside HOST's namespaces, keeping cwd and environment
@@ -59,18 +60,6 @@ check_prerequisites() {
   done
 }
 
-stop_pidfile() {  # COMM FILE: only a process that still is COMM is killed
-  local p
-  [ -f "$2" ] || return 0
-  p=$(cat "$2")
-  if alive "$p" && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$1" ]; then
-    kill "$p" 2>/dev/null
-    for _ in $(seq 50); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && kill -9 "$p" 2>/dev/null
-  fi
-  rm -f "$2"
-}
-
 do_down() {
   local h p pids
   if holder n1 >/dev/null; then
@@ -78,9 +67,9 @@ do_down() {
     for _ in $(seq 25); do [ -z "$(on n1 timeout 5 squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
   fi
   for h in n1 n2; do
-    stop_pidfile slurmd "$D/hosts/$h/run/slurmd.pid"
-    stop_pidfile slurmctld "$D/hosts/$h/run/slurmctld.pid"
-    stop_pidfile munged "$D/hosts/$h/munge/munged.pid"
+    stop_daemon slurmd "$D/hosts/$h/run/slurmd.pid"
+    stop_daemon slurmctld "$D/hosts/$h/run/slurmctld.pid"
+    stop_daemon munged "$D/hosts/$h/munge/munged.pid"
   done
   for h in n1 n2; do
     p=$(holder "$h") && kill "$p" 2>/dev/null
@@ -89,8 +78,8 @@ do_down() {
     pids=$(ip netns pids "$NS-$h" 2>/dev/null | tr '\n' ' ')
     for p in $pids; do kill "$p" 2>/dev/null; done
     for p in $pids; do
-      for _ in $(seq 50); do alive "$p" || break; sleep 0.1; done
-      alive "$p" && kill -9 "$p" 2>/dev/null
+      for _ in $(seq 50); do running "$p" || break; sleep 0.1; done
+      running "$p" && kill -9 "$p" 2>/dev/null
     done
     ip netns del "$NS-$h"   # takes the veth pair with it
   done
