@@ -64,7 +64,7 @@ check_prerequisites() {
 
 write_config() {
   mkdir -p "$D"/{etc,log,run,jobs,spool/slurmd,spool/slurmctld,munge}
-  chmod 755 "$D/munge"   # munged insists that every user may traverse its socket folder
+  chmod 755 "$D" "$D/munge"   # munged insists that every user may traverse its socket folder
   # the node's layout as slurmd measures it (RealMemory left out: more than measured drains the node)
   local node
   node=$(slurmd -C | head -1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')

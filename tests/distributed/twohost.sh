@@ -93,7 +93,7 @@ make_hosts() {
   for i in 1 2; do
     h=n$i hd=$D/hosts/n$i
     mkdir -p "$hd"/{etc,spool,tmp,run,munge,ctld}
-    chmod 755 "$hd/munge"   # munged insists that every user may traverse its socket folder
+    chmod 755 "$D" "$D/hosts" "$hd" "$hd/munge"   # munged insists that every user may traverse its socket folder
     printf '127.0.0.1 localhost\n%s.1 n1\n%s.2 n2\n' "$NET" "$NET" >"$hd/etc/hosts"
     echo 'nameserver 127.0.0.1' >"$hd/etc/resolv.conf"
     ip netns add "$NS-$h" || skip "cannot create a network namespace (ip netns add)"
