@@ -57,6 +57,10 @@ class Communicator {
   // this way and blocking ones must still be issued in the same order on every rank. The default
   // runs the blocking all_reduce.
   virtual std::unique_ptr<PendingCollective> all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::Sum);
+  // The largest of the ranks' host values, returned on every rank (e.g. the trainer's stop flag at a
+  // step boundary). The MPI-bootstrapped backends exchange it on the host, without touching a GPU
+  // stream; the default goes through all_reduce on device().
+  virtual int64_t max_over_ranks(int64_t value);
 };
 
 }  // namespace unirep

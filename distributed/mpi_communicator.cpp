@@ -125,6 +125,13 @@ void MpiCommunicator::barrier() {
   watchdog_->end(id);
 }
 
+int64_t MpiCommunicator::max_over_ranks(int64_t value) {
+  const uint64_t id = watchdog_->begin("max over ranks of a host value");
+  value = mpi::max_over_world(value);
+  watchdog_->end(id);
+  return value;
+}
+
 std::unique_ptr<PendingCollective> MpiCommunicator::all_reduce_async(Tensor& t, ReduceOp op) {
   MPI_Datatype type = mpi_type("all_reduce_async", t);
   MPI_Op mpi_op = prepare_op(t, op, size_);

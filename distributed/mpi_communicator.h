@@ -21,6 +21,7 @@ class MpiCommunicator : public Communicator {
   void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   void broadcast(Tensor& t, int root = 0) override;
   void barrier() override;
+  int64_t max_over_ranks(int64_t value) override;
   std::unique_ptr<PendingCollective> all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::Sum) override;
 
  private:

@@ -81,6 +81,12 @@ void broadcast_bytes(void* data, size_t bytes, int root) {
 
 void barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
+int64_t max_over_world(int64_t value) {
+  long long v = value;
+  check(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  return int64_t(v);
+}
+
 void abort(int code) {
   if (initialized()) MPI_Abort(MPI_COMM_WORLD, code);
 }

@@ -19,6 +19,8 @@ int world_size();
 void node_rank_size(int& rank, int& size);
 void broadcast_bytes(void* data, size_t bytes, int root);
 void barrier();
+// MPI_Allreduce(MPI_MAX) of one host value over the world.
+int64_t max_over_world(int64_t value);
 // MPI_Abort on the world; best effort from any thread (the watchdog's), which std::_Exit backs up.
 void abort(int code);
 void finalize();

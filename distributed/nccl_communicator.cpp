@@ -162,6 +162,14 @@ void NcclCommunicator::barrier() {
   state_->watchdog->end(watch);
 }
 
+int64_t NcclCommunicator::max_over_ranks(int64_t value) {
+  if (size_ == 1) return value;
+  const uint64_t watch = state_->watchdog->begin("max over ranks of a host value");
+  value = mpi::max_over_world(value);
+  state_->watchdog->end(watch);
+  return value;
+}
+
 std::unique_ptr<PendingCollective> NcclCommunicator::all_reduce_async(Tensor& t, ReduceOp op) {
   ncclDataType_t type = nccl_type("all_reduce_async", t, cuda_device_);
   ncclRedOp_t nop = nccl_op(op, t);

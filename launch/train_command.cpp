@@ -15,7 +15,8 @@ const char* train_usage() {
   return "  train --config FILE [--set key=value ...] [--out DIR] [--resume auto|PATH]\n"
          "       train per a YAML config (experiments/README.md); the run folder (default runs/<config name>) gets\n"
          "       config.yaml, metrics.jsonl, checkpoints/, model.h5 and result.json; --resume auto continues the\n"
-         "       newest checkpoint there\n"
+         "       newest checkpoint there; SIGTERM, SIGINT or SIGUSR1 stop it at the next step with a checkpoint\n"
+         "       (exit status 128 + signal)\n"
          "  eval --config FILE --checkpoint PATH [--set key=value ...] [--ema] [--json]\n"
          "       top-1/top-5 of a checkpoint or state dict on the config's eval split (--json: one JSON object)\n";
 }
@@ -27,6 +28,8 @@ int command_train(int argc, char** argv) {
   std::string resume = args.get("--resume", config.checkpoint.resume);
   const std::string out = args.get("--out", (fs::path("runs") / fs::path(config_path).stem()).string());
   TrainResult r = train(config, out, resume);
+  // Stopped by a signal: the shell convention 128 + signal, on every rank (the run is not finished).
+  if (r.stop_signal != 0) return 128 + r.stop_signal;
   if (r.rank != 0) return 0;
   if (r.already_complete) std::printf("the run in %s had already finished (step %lld)\n", out.c_str(), (long long)r.steps);
   std::printf("run folder %s: %lld steps, %lld epochs in %.1f s (%.1f train img/s); final eval top-1 %.4f top-5 %.4f\n",

@@ -29,6 +29,7 @@
 #include "distributed/sync_batch_norm.h"
 #include "launch/checkpoint.h"
 #include "launch/metrics.h"
+#include "launch/stop_signals.h"
 #include "layers/tensor_io.h"
 #include "layers/unireplknet/model.h"
 #include "optim/ema.h"
@@ -459,6 +460,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   const auto train_start = window_start;
   int64_t window_images = 0, trained_images = 0;
   const int64_t steps_at_start = step;
+  StopSignals stop_signals;
+  int stop_signal = 0;
   EvalMetrics last_eval, last_ema_eval;
 
   auto run_eval = [&](bool final) {
@@ -540,7 +543,10 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       }
       if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps == 0 && step < total_steps)
         save_step_checkpoint();
+      stop_signal = int(comm->max_over_ranks(stop_signals.received()));
+      if (stop_signal != 0 && step < total_steps) break;
     }
+    if (stop_signal != 0 && step < total_steps) break;
     if (micro < micro_batches) break;  // max_steps reached mid-epoch
     epoch_complete = true;
     if (step >= total_steps) break;  // the final eval and checkpoint follow
@@ -550,6 +556,23 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   }
   progress.finish();
   const double train_seconds = seconds_since(train_start);
+  result.rank = rank;
+  result.world_size = world;
+
+  if (stop_signal != 0 && step < total_steps) {
+    save_step_checkpoint();
+    comm->barrier();  // no rank exits (srun --kill-on-bad-exit) before rank 0's checkpoint is on disk
+    if (is_main) {
+      std::printf("%s received: stopping at step %lld of %lld; checkpoint %s written, continue with --resume auto\n",
+                  signal_name(stop_signal).c_str(), (long long)step, (long long)total_steps,
+                  step_checkpoint_path(run_dir, step).c_str());
+      std::fflush(stdout);
+    }
+    result.steps = step;
+    result.stop_signal = stop_signal;
+    result.seconds = seconds_since(start);
+    return result;
+  }
 
   if (!result.already_complete) {
     run_eval(true);
@@ -558,8 +581,6 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     last_eval = evaluate(*model, c, data, device, low_precision, *comm);
     if (ema_model && c.ema.eval) last_ema_eval = evaluate(*ema_model, c, data, device, low_precision, *comm);
   }
-  result.rank = rank;
-  result.world_size = world;
   if (is_main) {
     save_tensors((fs::path(run_dir) / "model.h5").string(), model->state_dict(),
                  {{"format", "unirep-state-dict"}, {"version", "1"}, {"model", mc.name}});

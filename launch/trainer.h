@@ -40,9 +40,11 @@ struct TrainResult {
   double seconds = 0, train_images_per_second = 0;
   bool already_complete = false;  // resumed a run that had finished: nothing was trained
   int rank = 0, world_size = 1;   // this process in the data-parallel job (rank 0 logs and writes)
+  int stop_signal = 0;  // the signal that stopped the run at step `steps` after a checkpoint, or 0
 };
 
-// Trains per `config` in `run_dir` (created if needed). resume: "" (start fresh; a run folder that
+// Trains per `config` in `run_dir` (created if needed). SIGTERM, SIGINT or SIGUSR1 stop it at the next
+// optimizer step with a checkpoint (launch/stop_signals.h). resume: "" (start fresh; a run folder that
 // already holds checkpoints is an error unless it is resumed), "auto" (the newest complete
 // checkpoint of run_dir, or a fresh start when there is none) or a checkpoint path.
 TrainResult train(const TrainConfig& config, const std::string& run_dir, const std::string& resume);

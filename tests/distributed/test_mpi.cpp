@@ -26,6 +26,16 @@ Communicator* world() {
   if (!comm) GTEST_SKIP() << "needs mpirun -np 2 or more (tests/distributed/netns_mpirun.sh)"; \
   const int rank = comm->rank(), size = comm->size()
 
+TEST(DistributedMpi, MaxOverRanksOfAHostValue) {
+  REQUIRE_WORLD();
+  // The trainer's stop flag: only the last rank saw a signal, every rank learns of it.
+  EXPECT_EQ(comm->max_over_ranks(rank == size - 1 ? 15 : 0), 15);
+  EXPECT_EQ(comm->max_over_ranks(0), 0);
+  EXPECT_EQ(comm->max_over_ranks(int64_t(rank) * (int64_t(1) << 40)), int64_t(size - 1) << 40);
+  // The default path (a tensor all-reduce on the communicator's device) agrees.
+  EXPECT_EQ(comm->Communicator::max_over_ranks(rank + 7), size + 6);
+}
+
 TEST(DistributedMpi, AllReduceSumAndMax) {
   REQUIRE_WORLD();
   EXPECT_EQ(comm->backend(), "mpi");

@@ -1,6 +1,7 @@
 // The training engine end to end through the CLI: the loss falls, eval agrees with the run, max_steps
-// cuts a run short, a run killed with SIGKILL resumes to bitwise the same losses and weights as an
-// uninterrupted one, a crash during a checkpoint write leaves the previous checkpoint intact.
+// cuts a run short, a run killed with SIGKILL or stopped with SIGTERM resumes to bitwise the same
+// losses and weights as an uninterrupted one, a crash during a checkpoint write leaves the previous
+// checkpoint intact.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -91,56 +92,85 @@ TEST(Trainer, LossFallsEvalAgreesAndMaxStepsCuts) {
   EXPECT_NE(read_text(dir / "again.log").find("already holds checkpoints"), std::string::npos) << read_text(dir / "again.log");
 }
 
-TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
+// Starts `unirep train --config cfg --out run_dir` as a child, sends it `signal` once metrics.jsonl
+// shows step `at`, and returns its wait status and the step reached.
+std::pair<int, int64_t> interrupt_run(const std::string& cfg, const std::string& run_dir, const std::string& log,
+                                      int signal, int64_t at) {
+  std::fflush(nullptr);  // the child must not repeat the parent's buffered output
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string cli = UNIREP_CLI_PATH;
+    FILE* f = std::freopen(log.c_str(), "w", stdout);
+    (void)f;
+    ::dup2(1, 2);
+    std::string a[] = {cli, "train", "--config", cfg, "--out", run_dir};
+    char* argv[] = {a[0].data(), a[1].data(), a[2].data(), a[3].data(), a[4].data(), a[5].data(), nullptr};
+    ::execv(cli.c_str(), argv);
+    ::_exit(127);
+  }
+  EXPECT_GT(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int64_t reached = 0;
+  int status = 0;
+  while (reached < at && std::chrono::steady_clock::now() < deadline) {
+    reached = 0;
+    if (fs::exists(run_dir + "/metrics.jsonl")) {
+      std::string text = read_text(run_dir + "/metrics.jsonl");
+      size_t pos = 0;
+      while ((pos = text.find("\"kind\":\"step\"", pos)) != std::string::npos) ++reached, ++pos;
+    }
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      ADD_FAILURE() << "the run ended before step " << at << ": " << read_text(log);
+      return {status, reached};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, signal);
+  ::waitpid(pid, &status, 0);
+  return {status, reached};
+}
+
+// A run killed with SIGKILL at a random step resumes from its last periodic checkpoint; one sent
+// SIGTERM stops at the next step with a checkpoint of that step and exit status 143. Both, resumed
+// with --resume auto, end bitwise equal to the uninterrupted run: losses, lrs, weights and EMA.
+TEST(Trainer, ResumeAfterSigkillOrSigtermIsBitwiseIdentical) {
   TempDir dir;
   write_quadrant_dataset(dir / "data", 256, 64);
   write_text(dir / "cfg.yaml", quadrant_config(dir / "data", "checkpoint:\n  every_steps: 3\n  keep_last: 2\n"));
   ASSERT_EQ(run_cli({"train", "--config", dir / "cfg.yaml", "--out", dir / "full"}, dir / "full.log"), 0)
       << read_text(dir / "full.log");
 
-  // Kill a second run at a random step (2 epochs x 16 steps), then resume it.
   std::random_device device;
-  const int64_t kill_at = 2 + int64_t(device() % 27);
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string cli = UNIREP_CLI_PATH, log = dir / "killed.log";
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    ::dup2(1, 2);
-    std::string a[] = {cli, "train", "--config", dir / "cfg.yaml", "--out", dir / "resumed"};
-    char* argv[] = {a[0].data(), a[1].data(), a[2].data(), a[3].data(), a[4].data(), a[5].data(), nullptr};
-    ::execv(cli.c_str(), argv);
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  int64_t reached = 0;
-  while (reached < kill_at && std::chrono::steady_clock::now() < deadline) {
-    reached = 0;
-    if (fs::exists(dir / "resumed/metrics.jsonl")) {
-      std::string text = read_text(dir / "resumed/metrics.jsonl");
-      size_t pos = 0;
-      while ((pos = text.find("\"kind\":\"step\"", pos)) != std::string::npos) ++reached, ++pos;
+  for (int signal : {SIGKILL, SIGTERM}) {
+    SCOPED_TRACE(signal == SIGKILL ? "SIGKILL" : "SIGTERM");
+    const std::string run = dir / (signal == SIGKILL ? "killed" : "stopped"), log = run + ".log";
+    const int64_t at = 2 + int64_t(device() % 27);  // of 2 epochs x 16 steps
+    auto [status, reached] = interrupt_run(dir / "cfg.yaml", run, log, signal, at);
+    if (signal == SIGKILL) {
+      ASSERT_TRUE(WIFSIGNALED(status)) << "killed at step >= " << at;
+    } else {
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM) << read_text(log);
+      // The checkpoint is of the step at which it stopped: the newest one, and the last logged step.
+      const std::string text = read_text(log);
+      const size_t pos = text.find("SIGTERM received: stopping at step ");
+      ASSERT_NE(pos, std::string::npos) << text;
+      const int64_t stopped_at = std::atoll(text.c_str() + pos + std::strlen("SIGTERM received: stopping at step "));
+      EXPECT_GE(stopped_at, reached);
+      EXPECT_EQ(latest_checkpoint(run), step_checkpoint_path(run, stopped_at));
+      EXPECT_EQ(read_checkpoint(latest_checkpoint(run)).state.at("step").get<int64_t>(), stopped_at);
+      EXPECT_EQ(step_losses_and_lrs(run + "/metrics.jsonl").size(), size_t(stopped_at));
     }
-    int status;
-    if (::waitpid(pid, &status, WNOHANG) == pid) FAIL() << "the run ended before step " << kill_at;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "killed at step >= " << kill_at;
-  std::printf("killed at step %lld (latest checkpoint %s)\n", (long long)reached,
-              latest_checkpoint(dir / "resumed").c_str());
+    std::printf("%s at step %lld (latest checkpoint %s)\n", signal == SIGKILL ? "killed" : "stopped",
+                (long long)reached, latest_checkpoint(run).c_str());
 
-  ASSERT_EQ(run_cli({"train", "--config", dir / "cfg.yaml", "--out", dir / "resumed", "--resume", "auto"},
-                    dir / "resume.log"), 0)
-      << read_text(dir / "resume.log");
-  EXPECT_EQ(step_losses_and_lrs(dir / "resumed/metrics.jsonl"), step_losses_and_lrs(dir / "full/metrics.jsonl"))
-      << "killed at step " << reached;
-  expect_same_tensors(dir / "full/model.h5", dir / "resumed/model.h5");
-  expect_same_tensors(dir / "full/model_ema.h5", dir / "resumed/model_ema.h5");
-  EXPECT_LE(list_step_checkpoints(dir / "resumed").size(), 2u);  // keep_last
+    ASSERT_EQ(run_cli({"train", "--config", dir / "cfg.yaml", "--out", run, "--resume", "auto"}, run + "-resume.log"), 0)
+        << read_text(run + "-resume.log");
+    EXPECT_EQ(step_losses_and_lrs(run + "/metrics.jsonl"), step_losses_and_lrs(dir / "full/metrics.jsonl"))
+        << "interrupted at step " << reached;
+    expect_same_tensors(dir / "full/model.h5", run + "/model.h5");
+    expect_same_tensors(dir / "full/model_ema.h5", run + "/model_ema.h5");
+    EXPECT_LE(list_step_checkpoints(run).size(), 2u);  // keep_last
+  }
 }
 
 TEST(TrainCheckpoint, CrashDuringWriteKeepsThePreviousOne) {
