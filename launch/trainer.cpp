@@ -536,7 +536,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
         epoch_loss_sum += mean_loss * double(window_steps), epoch_loss_steps += window_steps;
         metrics.write({{"kind", "step"}, {"epoch", epoch}, {"step", step}, {"loss", mean_loss}, {"lr", lr},
                        {"img_per_s", img_per_s}, {"time", seconds_since(start)}});
-        progress.update(epoch, c.train.epochs, step, mean_loss, lr, img_per_s, eta);
+        if (is_main) progress.update(epoch, c.train.epochs, step, mean_loss, lr, img_per_s, eta);
         window_loss = Tensor();
         window_images = 0, window_steps = 0;
         window_start = std::chrono::steady_clock::now();
