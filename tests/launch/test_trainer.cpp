@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "core/device.h"
 #include "launch/checkpoint.h"
 #include "layers/tensor_io.h"
 #include "tests/datasets/fixtures.h"
@@ -245,7 +246,8 @@ namespace {
 // of batch 32 (the same 32 samples per step: rank r takes the epoch order's positions r, r + 2, ...;
 // every sample's augmentation is seeded by its index; SGD, no mixup or drop path, whose streams are
 // per rank), and their eval counts sum to exactly one pass over the split.
-TEST(Trainer, TwoRanksWithSyncBnEqualOneRankWithTheWholeBatch) {
+// On CPUs the ranks reduce through MPI; on GPUs (one per rank) through NCCL, SyncBN included.
+void expect_two_ranks_equal_one(const std::string& device, const std::string& backend) {
   TempDir dir;
   write_quadrant_dataset(dir / "data", 256, 72);
   write_text(dir / "cfg.yaml", quadrant_config(dir / "data"));
@@ -253,7 +255,7 @@ TEST(Trainer, TwoRanksWithSyncBnEqualOneRankWithTheWholeBatch) {
       "--set", "augment.mixup=0", "--set", "augment.cutmix=0", "--set", "model.drop_path_rate=0",
       "--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.05", "--set", "train.max_steps=6",
       "--set", "train.threads=1", "--set", "data.num_workers=1", "--set", "ema.enabled=false",
-      "--set", "ema.eval=false"};
+      "--set", "ema.eval=false", "--set", "train.device=" + device};
   std::vector<std::string> one = {"train", "--config", dir / "cfg.yaml", "--out", dir / "one",
                                   "--set", "train.batch_size=32", "--set", "distributed.backend=none"};
   one.insert(one.end(), common.begin(), common.end());
@@ -261,17 +263,18 @@ TEST(Trainer, TwoRanksWithSyncBnEqualOneRankWithTheWholeBatch) {
 
   const std::string script = std::string(UNIREP_SOURCE_DIR) + "/tests/distributed/netns_mpirun.sh";
   std::vector<std::string> two = {"train", "--config", dir / "cfg.yaml", "--out", dir / "two",
-                                  "--set", "train.batch_size=16", "--set", "distributed.backend=mpi",
+                                  "--set", "train.batch_size=16", "--set", "distributed.backend=" + backend,
                                   "--set", "distributed.sync_bn=true", "--set", "distributed.timeout_s=60"};
   two.insert(two.end(), common.begin(), common.end());
-  std::string command = script + " 2 " + UNIREP_CLI_PATH;
+  // NCCL's bootstrap finds only loopback in the namespace; NVLink SHARP stays off (the device notes).
+  std::string command = "env NCCL_SOCKET_IFNAME=lo NCCL_NVLS_ENABLE=0 " + script + " 2 " + UNIREP_CLI_PATH;
   for (const std::string& a : two) command += " '" + a + "'";
   const int status = std::system((command + " > " + (dir / "two.log") + " 2>&1").c_str());
   if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "no network namespace for mpirun here";
   ASSERT_EQ(status, 0) << read_text(dir / "two.log");
 
   const std::string log = read_text(dir / "two.log");
-  EXPECT_NE(log.find("2 ranks (mpi)"), std::string::npos) << log;
+  EXPECT_NE(log.find("2 ranks (" + backend + ")"), std::string::npos) << log;
   const size_t last_step = log.find("step 6/6 ");  // only rank 0 logs: the line appears once
   ASSERT_NE(last_step, std::string::npos) << log;
   EXPECT_EQ(log.find("step 6/6 ", last_step + 1), std::string::npos) << log;
@@ -297,6 +300,13 @@ TEST(Trainer, TwoRanksWithSyncBnEqualOneRankWithTheWholeBatch) {
   nlohmann::json rb = nlohmann::json::parse(read_text(dir / "two/result.json"));
   EXPECT_EQ(rb["eval"]["images"].get<int64_t>(), 72);
   EXPECT_NEAR(ra["eval"]["top1"].get<double>(), rb["eval"]["top1"].get<double>(), 1.0 / 72 + 1e-9);
+}
+
+TEST(Trainer, TwoRanksWithSyncBnEqualOneRankWithTheWholeBatch) { expect_two_ranks_equal_one("cpu", "mpi"); }
+
+TEST(Trainer, TwoGpusNcclWithSyncBnEqualOneGpuWithTheWholeBatch) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs 2 GPUs (" << cuda_device_count() << " here)";
+  expect_two_ranks_equal_one("cuda", "nccl");
 }
 
 }  // namespace
