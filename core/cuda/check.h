@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "core/cuda/profiler.h"
 #include "core/error.h"
 
 #define CUDA_CHECK(EXPR)                                                                         \
@@ -13,5 +14,10 @@
                                                      "' in ", #EXPR, " at ", __FILE__, ":", __LINE__)); \
   } while (0)
 
-// After every kernel launch: launch-configuration errors surface here, at the launching op.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// After every kernel launch: launch-configuration errors surface here, at the launching op; under
+// `unirep bench --profile` the launch is also timed (core/cuda/profiler.h).
+#define CUDA_CHECK_LAUNCH()         \
+  do {                              \
+    CUDA_CHECK(cudaGetLastError()); \
+    UNIREP_PROFILE_MARK();          \
+  } while (0)

@@ -57,6 +57,7 @@ void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p
         pa + size_t(start * p.stride_a) * es, type, std::max(lda, 1), (long long)p.stride_a, beta,
         pc + size_t(start * stride_c) * es, type, std::max(ldc, 1), (long long)stride_c, count, compute,
         CUBLAS_GEMM_DEFAULT));
+    UNIREP_PROFILE_MARK();
   }
 }
 
