@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -12,7 +14,8 @@ Watchdog::Watchdog(int rank, double timeout_s, std::function<void()> abort_backe
                    std::function<std::string()> async_error)
     : rank_(rank), timeout_s_(timeout_s), abort_backend_(std::move(abort_backend)), async_error_(std::move(async_error)) {
   UNIREP_CHECK(timeout_s > 0, "Watchdog: the timeout must be > 0 s, got ", timeout_s);
-  thread_ = std::thread([this] { run(); });
+  poller_ = std::thread([this] { poll_completions(); });
+  timer_ = std::thread([this] { check_deadlines(); });
 }
 
 Watchdog::~Watchdog() {
@@ -21,7 +24,9 @@ Watchdog::~Watchdog() {
     stop_ = true;
   }
   wake_.notify_one();
-  thread_.join();
+  deadline_wake_.notify_one();
+  poller_.join();
+  timer_.join();
 }
 
 uint64_t Watchdog::begin(std::string op) {
@@ -46,23 +51,37 @@ uint64_t Watchdog::collectives() const {
   return next_id_ - 1;
 }
 
-void Watchdog::run() {
+void Watchdog::poll_completions() {
   // A twentieth of the timeout between polls: the abort comes at most 5% late.
   const auto poll = std::chrono::duration<double>(std::clamp(timeout_s_ / 20, 0.01, 1.0));
-  const auto timeout = std::chrono::duration<double>(timeout_s_);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_) {
     wake_.wait_for(lock, poll);
     if (stop_) break;
-    if (async_error_) {
-      std::string error = async_error_();
-      if (!error.empty()) {
-        const uint64_t last = next_id_ - 1;
-        fail(detail::concat("rank ", rank_, ": ", error, " (after collective #", last, "); aborting"));
-      }
-    }
-    pending_.remove_if([](const Entry& e) { return e.done && e.done(); });
-    if (pending_.empty()) continue;
+    // The backend's queries (cudaEventQuery, ncclCommGetAsyncError) run without the lock: they can
+    // block behind a stuck GPU, and then check_deadlines() must still see the entries age.
+    std::vector<std::pair<uint64_t, std::function<bool()>>> polled;
+    for (const Entry& e : pending_)
+      if (e.done) polled.emplace_back(e.id, e.done);
+    lock.unlock();
+    std::string error = async_error_ ? async_error_() : std::string();
+    std::vector<uint64_t> finished;
+    for (auto& [id, done] : polled)
+      if (done()) finished.push_back(id);
+    lock.lock();
+    if (!error.empty())
+      fail(detail::concat("rank ", rank_, ": ", error, " (after collective #", next_id_ - 1, "); aborting"));
+    pending_.remove_if([&](const Entry& e) { return std::find(finished.begin(), finished.end(), e.id) != finished.end(); });
+  }
+}
+
+void Watchdog::check_deadlines() {
+  const auto poll = std::chrono::duration<double>(std::clamp(timeout_s_ / 20, 0.01, 1.0));
+  const auto timeout = std::chrono::duration<double>(timeout_s_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_) {
+    deadline_wake_.wait_for(lock, poll);
+    if (stop_ || pending_.empty()) continue;
     const Entry& oldest = pending_.front();
     if (std::chrono::steady_clock::now() - oldest.start > timeout)
       fail(detail::concat("rank ", rank_, ": ", oldest.op, " did not complete within ", timeout_s_,
@@ -75,7 +94,7 @@ void Watchdog::fail(const std::string& message) {
   std::fflush(stderr);
   // ncclCommAbort or MPI_Abort can block on a broken peer themselves.
   std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(10));
+    std::this_thread::sleep_for(std::chrono::seconds(5));
     std::_Exit(1);
   }).detach();
   if (abort_backend_) abort_backend_();

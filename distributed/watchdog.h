@@ -4,13 +4,14 @@
 // --kill-on-bad-exit=1) takes the others down; but a rank that hangs, a lost network path or a
 // failed NCCL kernel would leave them waiting for ever. The communicators register every
 // collective here: host-blocking ones (MPI) from begin() to end(), GPU ones (NCCL) until their
-// completion event is reached, which the watchdog thread polls. When the oldest collective is
-// older than the timeout, or the backend reports an asynchronous error (ncclCommGetAsyncError),
-// the thread prints
+// completion event is reached. Two threads watch: one polls the events and the backend's
+// asynchronous error (ncclCommGetAsyncError); the other only reads the clock, because those
+// queries can themselves block behind a stuck GPU (seen with a stalled NCCL peer on two H100s).
+// When the oldest collective is older than the timeout, or the backend reports an error, it prints
 //   rank R: <op> did not complete within T s (collective #n); aborting
 // (or the error) to stderr, tears the transport down (ncclCommAbort, MPI_Abort, which also ends
 // the other ranks under mpirun) and exits the process with status 1, whatever the main thread is
-// blocked in. A second thread forces the exit if the teardown itself hangs.
+// blocked in. A third thread forces the exit 5 s later if the teardown itself hangs.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -25,7 +26,7 @@ namespace unirep {
 
 class Watchdog {
  public:
-  // abort_backend runs on the watchdog thread just before the exit; async_error returns "" while
+  // abort_backend runs on a watchdog thread just before the exit; async_error returns "" while
   // the backend is healthy, else what went wrong. Both may be empty.
   Watchdog(int rank, double timeout_s, std::function<void()> abort_backend,
            std::function<std::string()> async_error = {});
@@ -36,7 +37,7 @@ class Watchdog {
   // A collective the host waits for: watched from begin() until end(id).
   uint64_t begin(std::string op);
   void end(uint64_t id);
-  // A collective queued on a GPU stream: watched until done() (polled on the watchdog thread,
+  // A collective queued on a GPU stream: watched until done() (polled on a watchdog thread,
   // so it must be thread-safe, e.g. cudaEventQuery) returns true.
   void track(std::string op, std::function<bool()> done);
 
@@ -50,7 +51,8 @@ class Watchdog {
     std::chrono::steady_clock::time_point start;
     std::function<bool()> done;  // empty: ended by end()
   };
-  void run();
+  void poll_completions();  // retires finished GPU collectives, reads the backend's async error
+  void check_deadlines();   // only clock reads: fires even while a backend query is stuck
   [[noreturn]] void fail(const std::string& message);
 
   const int rank_;
@@ -58,11 +60,11 @@ class Watchdog {
   std::function<void()> abort_backend_;
   std::function<std::string()> async_error_;
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
+  std::condition_variable wake_, deadline_wake_;
   std::list<Entry> pending_;  // oldest first
   uint64_t next_id_ = 1;
   bool stop_ = false;
-  std::thread thread_;
+  std::thread poller_, timer_;
 };
 
 }  // namespace unirep

@@ -110,6 +110,22 @@ TEST(WatchdogDeathTest, PolledCollectivesAndAsyncErrors) {
       testing::ExitedWithCode(1), "rank 0: NCCL asynchronous error 'remote' \\(after collective #1\\); aborting");
 }
 
+// The poll of a GPU collective can itself block behind a stuck GPU (cudaEventQuery did, with a
+// stalled NCCL peer on two H100s): the deadline still fires.
+TEST(WatchdogDeathTest, FiresWhileAPollBlocks) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        Watchdog dog(0, 0.3, {}, [] { return std::string(); });
+        dog.track("all_reduce_async avg of float32[8] cuda:0", [] {
+          for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+          return false;
+        });
+        std::this_thread::sleep_for(std::chrono::seconds(5));
+      },
+      testing::ExitedWithCode(1), "rank 0: all_reduce_async avg of float32\\[8\\] cuda:0 did not complete within 0.3 s");
+}
+
 TEST(Watchdog, QuietWhileCollectivesComplete) {
   Watchdog dog(0, 0.05, [] { std::abort(); });
   std::atomic<int> polls{0};
