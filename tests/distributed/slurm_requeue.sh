@@ -63,9 +63,9 @@ config_value() {  # FILE SECTION.KEY -> the value in a config written by derive_
   awk -v s="${2%%.*}" -v k="${2#*.}" '/^[a-z_]+:/ { in_s = ($1 == s ":") } in_s && $1 == k ":" { print $2 }' "$1"
 }
 
-submit_template() {  # NAME RUN_DIR -> job id; the template with CONFIG, RUN_DIR and UNIREP exported
+submit_template() {  # NAME CONFIG RUN_DIR -> job id; the template with CONFIG, RUN_DIR and UNIREP exported
   # the ranks talk through shared memory only (no TCP listener); one thread each on the 2 cores
-  CONFIG=$config RUN_DIR=$2 UNIREP=$UNIREP OMPI_MCA_btl=self,vader OMP_NUM_THREADS=1 in_ns timeout 30 \
+  CONFIG=$2 RUN_DIR=$3 UNIREP=$UNIREP OMPI_MCA_btl=self,vader OMP_NUM_THREADS=1 in_ns timeout 30 \
     sbatch --parsable --job-name="$1" --nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1 \
     --chdir="$D/jobs" --output="$D/jobs/%x-%j.out" "$TEMPLATE" || fail "sbatch of $TEMPLATE failed"
 }
@@ -91,8 +91,7 @@ do_drill() {
     shift 2
   done
   UNIREP=$(realpath "$UNIREP")
-  config=$D/jobs/requeue.yaml
-  local requeued_dir=$D/jobs/run-requeued reference_dir=$D/jobs/run-reference
+  local config=$D/jobs/requeue.yaml requeued_dir=$D/jobs/run-requeued reference_dir=$D/jobs/run-reference
   rm -rf "$requeued_dir" "$reference_dir"
   derive_config "$base" "$config" "${sets[@]}"
   local total
@@ -101,8 +100,8 @@ do_drill() {
     fail "train.max_steps must be set and above PROGRESS_STEP=$PROGRESS_STEP"
 
   local requeued reference log step state="" stop_step resume_step
-  requeued=$(submit_template unirep-requeued "$requeued_dir")
-  reference=$(submit_template unirep-reference "$reference_dir")
+  requeued=$(submit_template unirep-requeued "$config" "$requeued_dir")
+  reference=$(submit_template unirep-reference "$config" "$reference_dir")
   log=$D/jobs/unirep-requeued-$requeued.out
   say "job $requeued (to be requeued) and job $reference (reference): $TEMPLATE, $total steps each"
   for _ in $(seq $((JOB_TIMEOUT * 10))); do
