@@ -10,6 +10,8 @@
 #   slurm_ci.sh stop                      cancel jobs, stop the daemons, delete state and the namespace
 #   slurm_ci.sh all CONFIG [ARGS...]      install + start + submit + stop (stop always runs)
 #
+# Sourced (slurm_requeue.sh), it only defines its functions.
+#
 # Exits 77 (CTest: skipped) where this cannot work: not root, packages missing and not installable,
 # no network namespaces, or a host name that does not resolve to 127.x.
 #
@@ -26,13 +28,17 @@
 # - the node is called localhost (slurmd -N localhost), not the machine's host name;
 # - liveness is read from ps (a killed daemon is a zombie for seconds here and kill -0 succeeds on it)
 #   and every client call is bounded by timeout (they retry an absent controller for minutes);
-# - jobs are polled with scontrol (sbatch --wait reports seconds late and can hang forever).
+# - jobs are polled with scontrol (sbatch --wait reports seconds late and can hang forever);
+# - AuthInfo cred_expire=5 (default 120): a requeued job may start again only cred_expire + 1 s after
+#   the requeue (its BeginTime; measured: 121 s by default, 6 s with 5);
+# - batch_sched_delay=0: every batch job but the first starts in about 1 s instead of up to 3 s.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 D=${SLURM_CI_DIR:-/tmp/unirep-slurm-ci}
 UNIREP=${SLURM_CI_UNIREP:-$here/../../build/unirep}
 JOB_TIMEOUT=${SLURM_CI_JOB_TIMEOUT:-240}
+CRED_EXPIRE=5   # seconds; a requeued job waits this + 1 before it may start again (default 120)
 NS=unirep-slurm-$(printf %s "$D" | cksum | cut -d' ' -f1)   # one namespace per state folder
 export SLURM_CONF=$D/etc/slurm.conf
 
@@ -75,7 +81,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$D/munge/munge.sock
+AuthInfo=socket=$D/munge/munge.sock,cred_expire=$CRED_EXPIRE
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 StateSaveLocation=$D/spool/slurmctld
 SlurmdSpoolDir=$D/spool/slurmd
@@ -87,6 +93,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=pmix
@@ -143,6 +150,22 @@ job_state() {  # JOBID -> "STATE EXITCODE"
     sed -n 's/.*JobState=\([A-Z_]*\).* ExitCode=\([0-9:]*\).*/\1 \2/p'
 }
 
+job_ended() {  # "STATE EXITCODE" -> whether the job is in a final state
+  case ${1%% *} in
+    "" | PENDING | CONFIGURING | RUNNING | COMPLETING | REQUEUED | RESIZING | SUSPENDED) return 1 ;;
+  esac
+}
+
+wait_job() {  # JOBID -> its final "STATE EXITCODE" (or the last one seen after JOB_TIMEOUT seconds)
+  local state=""
+  for _ in $(seq $((JOB_TIMEOUT * 5))); do
+    state=$(job_state "$1")
+    job_ended "$state" && break
+    sleep 0.2
+  done
+  echo "$state"
+}
+
 do_submit() {
   [ $# -ge 1 ] || fail "submit needs a config"
   [ -x "$UNIREP" ] || fail "no unirep binary at $UNIREP (set SLURM_CI_UNIREP)"
@@ -158,18 +181,13 @@ do_submit() {
     fail "sbatch failed"
   out=${out/\%j/$jobid}
   say "job $jobid submitted: 2 tasks of unirep train --config $config $*"
-  state=""
-  for _ in $(seq $((JOB_TIMEOUT * 5))); do
-    state=$(job_state "$jobid")
-    case ${state%% *} in
-      ""|PENDING|CONFIGURING|RUNNING|COMPLETING|REQUEUED|RESIZING|SUSPENDED) sleep 0.2 ;;
-      *) break ;;
-    esac
-  done
+  state=$(wait_job "$jobid")
   cat "$out" 2>/dev/null
   say "job $jobid: ${state:-unknown}"
   [ "${state%% *}" = COMPLETED ] || { tail -n 20 "$D"/log/slurm*.log >&2; return 1; }
 }
+
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0   # sourced (slurm_requeue.sh): the functions only
 
 case ${1:-} in
   install) do_install ;;

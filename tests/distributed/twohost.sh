@@ -10,13 +10,22 @@
 # --ntasks-per-node=1` of `srun --mpi=pmix unirep train`, with Open MPI limited to TCP over the veth
 # (btl self,tcp; btl_tcp_if_include $IF), so the gradients cross the wire, never shared memory.
 #
+# Without Slurm, `mpirun -np 2 --host n1:1,n2:1` runs on n1 and starts rank 1's orted on n2 through a
+# plm_rsh_agent that enters n2's namespaces instead of ssh (bin/enter-host, written by hosts-up), with the
+# same Open MPI limits (oob and btl tcp on $IF only).
+#
 #   twohost.sh up                        hosts, munged x2, slurmctld, slurmd x2; waits until both nodes idle
 #   twohost.sh run-slurm CONFIG [ARGS]   the 2-node job; prints rank hosts/addresses, veth byte counts and
 #                                        the job output; rc 0 iff COMPLETED
+#   twohost.sh hosts-up                  the two hosts only (no Slurm) and the launcher agent
+#   twohost.sh run-mpirun CONFIG [ARGS]  mpirun of unirep train across n1 and n2 (after up or hosts-up); rc 0
+#                                        iff the run completed on ranks at 10.77.0.1 and .2 and the gradients
+#                                        crossed the veth (at least steps x parameters x 4 bytes each way)
 #   twohost.sh down                      stop the daemons, kill what is left in the namespaces, delete them
 #   twohost.sh all CONFIG [ARGS]         up + run-slurm + down (down always runs)
+#   twohost.sh all-mpirun CONFIG [ARGS]  hosts-up + run-mpirun + down (down always runs)
 #
-# Exits 77 (CTest: skipped) when not root, or ip/nsenter/unshare/Slurm/munge/mpirun are missing.
+# Exits 77 (CTest: skipped) when not root, or ip/nsenter/unshare/mpirun (and for Slurm: Slurm/munge) are missing.
 # Environment: TWOHOST_DIR (state, default /tmp/unirep-twohost), TWOHOST_UNIREP (the binary, default
 # build/unirep of this checkout), TWOHOST_JOB_TIMEOUT (seconds, default 240).
 # Why: nsenter + unshare --mount, never `ip netns exec` (it remounts /sys and slurmd 22.05 needs
@@ -52,17 +61,17 @@ on() {  # on HOST CMD...: run CMD inside HOST's namespaces, keeping cwd and envi
 }
 veth_bytes() { ip -n "$NS-$1" -s link show dev "$IF" | awk '/RX:/{getline; r=$1} /TX:/{getline; t=$1} END{print r, t}'; }
 
-check_prerequisites() {
+check_prerequisites() {  # [slurm]
   [ "$(id -u)" = 0 ] || skip "needs root (namespaces, veth, Slurm daemons)"
   local c
-  for c in ip nsenter unshare setsid slurmctld slurmd sbatch srun munged mungekey mpirun; do
+  for c in ip nsenter unshare setsid mpirun ${1:+slurmctld slurmd sbatch srun munged mungekey}; do
     command -v "$c" >/dev/null || skip "$c is not installed"
   done
 }
 
 do_down() {
   local h p pids
-  if holder n1 >/dev/null; then
+  if holder n1 >/dev/null && [ -f "$D/hosts/n1/run/slurmctld.pid" ] && running "$(cat "$D/hosts/n1/run/slurmctld.pid")"; then
     on n1 timeout 10 scancel --quiet --user=root 2>/dev/null
     for _ in $(seq 25); do [ -z "$(on n1 timeout 5 squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
   fi
@@ -170,10 +179,11 @@ controller_up() { on "$1" timeout 5 scontrol ping | grep -q 'is UP'; }
 nodes_idle() { [ "$(on n1 timeout 5 sinfo -h -N -o '%N=%t' | sort | tr '\n' ' ')" = "n1=idle n2=idle " ]; }
 
 do_up() {
-  check_prerequisites
+  check_prerequisites slurm
   do_down
   local t0=$SECONDS h
   make_hosts
+  write_agent
   write_config
   mungekey -c -k "$D/etc/munge.key" >/dev/null 2>&1 && chmod 600 "$D/etc/munge.key" || fail "mungekey failed"
   for h in n1 n2; do
@@ -187,6 +197,71 @@ do_up() {
   on n2 slurmd -N n2 || fail "slurmd on n2 did not start"
   wait_until 30 "idle nodes n1 and n2" nodes_idle
   say "hosts n1=$NET.1 and n2=$NET.2 (namespaces $NS-n1, $NS-n2, veth $IF) with Slurm up in $((SECONDS - t0)) s"
+}
+
+# Open MPI's remote launch: AGENT [ssh options] HOST WORD... runs WORD... in a shell on HOST (an orted
+# that calls mpirun back over the veth). Here "logging in" is entering the host's namespaces.
+write_agent() {
+  mkdir -p "$D/bin"
+  cat >"$D/bin/enter-host" <<AGENT
+#!/bin/sh
+# plm_rsh_agent for the two-host test (written by twohost.sh): enter host n1 or n2 instead of ssh
+while [ \$# -gt 0 ]; do case \$1 in -*) shift ;; *) break ;; esac; done
+case \$1 in
+  n1 | $NET.1) h=n1 ;;
+  n2 | $NET.2) h=n2 ;;
+  *) echo "enter-host: unknown host '\$1'" >&2; exit 255 ;;
+esac
+shift
+exec nsenter -t "\$(cat "$D/hosts/\$h/holder.pid")" --net --uts --mount --wd=/ -- /bin/sh -c "\$*"
+AGENT
+  chmod 755 "$D/bin/enter-host"
+}
+
+do_hosts_up() {
+  check_prerequisites
+  do_down
+  make_hosts
+  write_agent
+  say "hosts n1=$NET.1 and n2=$NET.2 (namespaces $NS-n1, $NS-n2, veth $IF), no Slurm"
+}
+
+do_run_mpirun() {
+  [ $# -ge 1 ] || fail "run-mpirun needs a config"
+  [ -x "$UNIREP" ] || fail "no unirep binary at $UNIREP (set TWOHOST_UNIREP)"
+  [ -x "$D/bin/enter-host" ] || fail "no hosts (run: $0 hosts-up)"
+  local config=$1 out=$D/jobs/mpirun.out rc=0 before1 before2 after1 after2 t0=$SECONDS
+  shift
+  config=$(realpath "$config")
+  [[ " $* " == *" --out "* ]] || set -- "$@" --out "$D/jobs/run-mpirun"
+  mkdir -p "$D/jobs" "$L/tmp"
+  local where="echo \"rank \$OMPI_COMM_WORLD_RANK on \$(hostname): \$(ip -4 -o addr show dev $IF | awk '{print \$4}')\"; exec \"\$@\""
+  before1=$(veth_bytes n1) before2=$(veth_bytes n2)
+  say "on n1: mpirun -np 2 --host n1:1,n2:1 (agent $D/bin/enter-host; oob and btl tcp on $IF) unirep train --config $config $*"
+  # --bind-to none: each host would bind its one rank to its core 0, the same core of this machine.
+  # The orted on n2 inherits this environment (nsenter is no ssh): root allowed, node-local session folders.
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TMPDIR=$L/tmp OMP_NUM_THREADS=1 \
+    on n1 timeout -k 5 "$JOB_TIMEOUT" mpirun -np 2 --host n1:1,n2:1 --map-by node --bind-to none \
+    --mca plm_rsh_agent "$D/bin/enter-host" --mca oob_tcp_if_include "$IF" \
+    --mca btl self,tcp --mca btl_tcp_if_include "$IF" \
+    sh -c "$where" rank "$(realpath "$UNIREP")" train --config "$config" "$@" >"$out" 2>&1 || rc=$?
+  after1=$(veth_bytes n1) after2=$(veth_bytes n2)
+  cat "$out"
+  local rx1=$((${after1% *} - ${before1% *})) tx1=$((${after1#* } - ${before1#* }))
+  local rx2=$((${after2% *} - ${before2% *})) tx2=$((${after2#* } - ${before2#* }))
+  say "mpirun: rc $rc after $((SECONDS - t0)) s; veth $IF bytes: n1 rx=$rx1 tx=$tx1, n2 rx=$rx2 tx=$tx2"
+  [ "$rc" = 0 ] || fail "mpirun failed (rc $rc)"
+  grep -qx "rank 0 on n1: $NET.1/24" "$out" && grep -qx "rank 1 on n2: $NET.2/24" "$out" ||
+    fail "expected rank 0 on n1 ($NET.1) and rank 1 on n2 ($NET.2)"
+  local params steps
+  params=$(sed -n 's/.*(\([0-9]*\) parameters,.* on 2 ranks (mpi).*/\1/p' "$out")
+  steps=$(sed -n 's/^run folder .*: \([0-9]*\) steps, .*/\1/p' "$out")
+  [ -n "$params" ] && [ -n "$steps" ] || fail "no 2-rank (mpi) run that completed"
+  # each rank must receive at least the other's whole gradient at every step (float32)
+  local least=$((steps * params * 4))
+  [ "$rx1" -ge "$least" ] && [ "$rx2" -ge "$least" ] ||
+    fail "the veth carried less than $steps steps x $params parameters x 4 bytes = $least each way"
+  say "mpirun across n1 and n2: $steps steps, at least $least bytes of gradients each way over the veth"
 }
 
 job_state() {  # JOBID -> "STATE EXITCODE"
@@ -232,14 +307,25 @@ $(printf '%q ' srun --kill-on-bad-exit=1 --mpi=pmix "$(realpath "$UNIREP")" trai
 case ${1:-} in
   up) do_up ;;
   run-slurm) shift; do_run_slurm "$@" ;;
+  hosts-up) do_hosts_up ;;
+  run-mpirun) shift; do_run_mpirun "$@" ;;
   down) do_down ;;
   all)
     shift
-    check_prerequisites
+    check_prerequisites slurm
     trap do_down EXIT
     trap 'exit 143' TERM INT
     do_up
     do_run_slurm "$@"
     ;;
-  *) echo "usage: $0 up|run-slurm CONFIG [ARGS...]|down|all CONFIG [ARGS...]" >&2; exit 2 ;;
+  all-mpirun)
+    shift
+    check_prerequisites
+    trap do_down EXIT
+    trap 'exit 143' TERM INT
+    do_hosts_up
+    do_run_mpirun "$@"
+    ;;
+  *) echo "usage: $0 up|run-slurm CONFIG [ARGS...]|hosts-up|run-mpirun CONFIG [ARGS...]|down|all CONFIG [ARGS...]|all-mpirun CONFIG [ARGS...]" >&2
+     exit 2 ;;
 esac
