@@ -1,12 +1,15 @@
 // `unirep bench` and `unirep dist-check --bandwidth` end to end through the CLI on the CPU, with tiny
 // shapes: the JSON fields agree with each other (img/s x ms/step = batch per rank, the total is the
 // sum over ranks, busbw = algbw x 2 (n - 1) / n), bad options are errors naming the option, and the
-// data-parallel paths run under mpirun in a loopback-only namespace (skipped where there is none).
+// data-parallel paths run under mpirun in a loopback-only namespace (skipped where there is none),
+// and launch/bench_vs_pytorch.sh runs its CPU smoke test (skipped without torch).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -182,6 +185,33 @@ TEST(DistCheckBandwidth, OptionsOutsideBandwidthAreErrors) {
   EXPECT_NE(read_text(dir / "log").find("--max-mb must be >= 1"), std::string::npos) << read_text(dir / "log");
   EXPECT_EQ(run_cli({"dist-check", "--bandwidth", "--backend", "none"}, dir / "log"), 1);
   EXPECT_NE(read_text(dir / "log").find("no all-reduce to time"), std::string::npos) << read_text(dir / "log");
+}
+
+// launch/bench_vs_pytorch.sh on the CPU with Debian's torch (skipped without it): ours and eager
+// measured, the table's ratio is ours' img/s over eager's from the measurements file.
+TEST(BenchVsPytorch, CpuSmokeTableHasTheRatio) {
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) GTEST_SKIP() << "no torch here";
+  TempDir dir("bench_vs_pytorch");
+  const std::string command = std::string(UNIREP_SOURCE_DIR) +
+                              "/launch/bench_vs_pytorch.sh --device cpu --models a --infer-models a --image-size 32 "
+                              "--batch 2 --steps 1 --warmup 1 --dtype f32 --only ours,eager --python /usr/bin/python3 "
+                              "--unirep " + UNIREP_CLI_PATH + " --out " + (dir / "results.jsonl") + " > " +
+                              (dir / "log") + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << read_text(dir / "log");
+  std::map<std::string, double> img_per_s;  // "impl mode deploy"
+  std::istringstream results(read_text(dir / "results.jsonl"));
+  for (std::string line; std::getline(results, line);) {
+    const nlohmann::json r = nlohmann::json::parse(line);
+    const std::string key = r.value("impl", std::string("ours")) + " " + r.at("mode").get<std::string>() +
+                            (r.at("deploy").get<bool>() ? " deploy" : "");
+    img_per_s[key] = r.at("img_per_s").get<double>();
+  }
+  ASSERT_EQ(img_per_s.size(), 6u) << read_text(dir / "results.jsonl");
+  char row[200];
+  std::snprintf(row, sizeof row, "| train | a | f32 | 2 | 32 | %.1f | %.1f | - | %.2f | - |", img_per_s["ours train"],
+                img_per_s["eager train"], img_per_s["ours train"] / img_per_s["eager train"]);
+  EXPECT_NE(read_text(dir / "log").find(row), std::string::npos) << row << "\n" << read_text(dir / "log");
+  EXPECT_NE(read_text(dir / "log").find("| infer (deploy) | a | f32 |"), std::string::npos) << read_text(dir / "log");
 }
 
 }  // namespace
