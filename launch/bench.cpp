@@ -13,7 +13,8 @@
 // memory counter reset, then --steps steps queued without any host synchronisation, then another
 // synchronize. ms/step = elapsed / steps; img/s = batch * steps / elapsed. The peak is the caching
 // allocator's peak of memory held by tensors over the timed steps (torch.cuda.max_memory_allocated
-// measures the same); "reserved" is what the allocator holds from cudaMalloc at the end.
+// measures the same); "reserved" is what the allocator holds from cudaMalloc at the end. The CPU
+// has no such counter: there the JSON's peak_mem_bytes and reserved_bytes are null.
 //
 // Under mpirun/srun every rank runs the same step on its own batch (--batch is per rank), starting
 // from rank 0's weights; in train mode the GradientReducer averages the gradients during backward,

@@ -25,7 +25,7 @@ models=t infer_models=t,a,s batch=128 image_size=224 steps=20 warmup=5 dtype=bf1
 only=ours,eager,compile,kernels out="" python="" unirep="$root/build/unirep"
 
 usage() {
-  sed -n '13,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '14,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
