@@ -3,11 +3,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "autograd/ops.h"
+#include "core/cuda/context.h"
 #include "core/error.h"
 #include "core/generator.h"
 #include "distributed/process_group.h"
@@ -61,11 +65,14 @@ void expect(bool ok, const std::string& what) {
   if (!ok) throw Failure{what};
 }
 
+Device pick_device(const std::string& backend, const std::string& device_name) {
+  if (device_name == "cuda" || (device_name == "auto" && backend != "mpi" && cuda_available())) return Device::cuda();
+  return Device::cpu();
+}
+
 int run(const std::string& backend, const std::string& device_name, double timeout_s, int die_at, int stall_at) {
-  Device device = Device::cpu();
-  if (device_name == "cuda" || (device_name == "auto" && backend != "mpi" && cuda_available())) device = Device::cuda();
-  std::unique_ptr<Communicator> comm = make_communicator(backend, device, timeout_s);
-  device = comm->device();
+  std::unique_ptr<Communicator> comm = make_communicator(backend, pick_device(backend, device_name), timeout_s);
+  const Device device = comm->device();
   const int rank = comm->rank(), size = comm->size();
   std::string failure;
   try {
@@ -149,25 +156,90 @@ int run(const std::string& backend, const std::string& device_name, double timeo
   return ok == size ? 0 : 1;
 }
 
+// All-reduce (sum) bandwidth over sizes 1 MiB .. max_mb MiB, doubling, in the nccl-tests terms:
+// algbw = bytes / time, busbw = algbw * 2 (n - 1) / n (what each rank's link carries in a ring
+// all-reduce, comparable across world sizes). Each size: `warmup` untimed all-reduces, then `iters`
+// queued back to back between two synchronisations (a GPU's stream, an MPI call's return).
+int run_bandwidth(const std::string& backend, const std::string& device_name, double timeout_s, int64_t max_mb,
+                  int64_t iters, int64_t warmup) {
+  std::unique_ptr<Communicator> comm = make_communicator(backend, pick_device(backend, device_name), timeout_s);
+  const Device device = comm->device();
+  const int rank = comm->rank(), size = comm->size();
+  UNIREP_CHECK(comm->backend() != "single", "unirep dist-check --bandwidth: one process without a backend has no ",
+               "all-reduce to time: launch it under mpirun/srun, or pass --backend nccl (or mpi)");
+  auto synchronize = [&] {
+    if (device.is_cuda()) cuda::synchronize(device.index);
+  };
+  std::vector<DType> dtypes = {DType::Float32};
+  if (comm->backend() == "nccl") dtypes.push_back(DType::BFloat16);
+  if (rank == 0) {
+    std::printf("all_reduce sum bandwidth, %d ranks (%s) on %s, %lld iterations after %lld warm-up per size\n", size,
+                comm->backend().c_str(), device.str().c_str(), (long long)iters, (long long)warmup);
+    if (comm->backend() != "nccl") std::printf("(bf16: not timed; the %s backend reduces float32/float64/integers)\n",
+                                               comm->backend().c_str());
+    std::printf("%-9s %10s %14s %14s %14s\n", "dtype", "MiB", "time (us)", "algbw (GB/s)", "busbw (GB/s)");
+  }
+  for (DType dtype : dtypes) {
+    for (int64_t mb = 1; mb <= max_mb; mb *= 2) {
+      const int64_t bytes = mb << 20;
+      // Zeros: a sum of zeros stays finite however often it is repeated.
+      Tensor buffer = Tensor::zeros({bytes / int64_t(dtype_size(dtype))}, dtype, device);
+      for (int64_t i = 0; i < warmup; ++i) comm->all_reduce(buffer, ReduceOp::Sum);
+      synchronize();
+      comm->barrier();
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < iters; ++i) comm->all_reduce(buffer, ReduceOp::Sum);
+      synchronize();
+      const double local = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      // The slowest rank's time is the collective's.
+      std::vector<double> seconds(size_t(size), 0.0);
+      seconds[size_t(rank)] = local;
+      if (size > 1) seconds = all_reduce_sum(*comm, seconds);
+      const double time = *std::max_element(seconds.begin(), seconds.end()) / double(iters);
+      const double algbw = double(bytes) / time / 1e9, busbw = algbw * 2.0 * double(size - 1) / double(size);
+      if (rank == 0)
+        std::printf("%-9s %10lld %14.3f %14.3f %14.3f\n", dtype_name(dtype), (long long)mb, time * 1e6, algbw, busbw);
+    }
+  }
+  if (rank == 0) std::printf("dist-check: bandwidth done (%d ranks, %s)\n", size, comm->backend().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 const char* dist_check_usage() {
   return "  dist-check [--backend auto|mpi|nccl] [--device auto|cpu|cuda] [--timeout S] [--die-at-rank R]\n"
-         "             [--stall-at-rank R]\n"
+         "             [--stall-at-rank R] [--bandwidth [--max-mb 256] [--iters 20] [--warmup 5]]\n"
          "       check data-parallel training under the launcher (mpirun -np N unirep dist-check): collectives,\n"
-         "       state broadcast and the gradient reducer; --die-at-rank/--stall-at-rank drill failure handling\n";
+         "       state broadcast and the gradient reducer; --die-at-rank/--stall-at-rank drill failure handling;\n"
+         "       --bandwidth instead times all-reduces of 1 MiB .. --max-mb MiB (float32, and bf16 on NCCL) and\n"
+         "       prints time, algbw and busbw per size (nccl-tests definitions)\n";
 }
 
 int command_dist_check(int argc, char** argv) {
-  Args args(argc, argv, 2, {"--backend", "--device", "--timeout", "--die-at-rank", "--stall-at-rank"}, {});
+  Args args(argc, argv, 2,
+            {"--backend", "--device", "--timeout", "--die-at-rank", "--stall-at-rank", "--max-mb", "--iters", "--warmup"},
+            {"--bandwidth"});
   const std::string backend = args.get("--backend", "auto"), device = args.get("--device", "auto");
   UNIREP_CHECK(device == "auto" || device == "cpu" || device == "cuda",
                "unirep dist-check: --device expects auto, cpu or cuda, got '", device, "'");
   const double timeout_s = args.get_double("--timeout", 300);
   const int die_at = int(args.get_int("--die-at-rank", -1)), stall_at = int(args.get_int("--stall-at-rank", -1));
+  const bool bandwidth = args.flag("--bandwidth");
+  const int64_t max_mb = args.get_int("--max-mb", 256), iters = args.get_int("--iters", 20);
+  const int64_t warmup = args.get_int("--warmup", 5);
+  UNIREP_CHECK(bandwidth || (!args.has("--max-mb") && !args.has("--iters") && !args.has("--warmup")),
+               "unirep dist-check: --max-mb, --iters and --warmup apply to --bandwidth");
+  UNIREP_CHECK(max_mb >= 1, "unirep dist-check: --max-mb must be >= 1, got ", max_mb);
+  UNIREP_CHECK(iters >= 1 && warmup >= 0, "unirep dist-check: --iters must be >= 1 and --warmup >= 0, got ", iters,
+               " and ", warmup);
+  UNIREP_CHECK(!bandwidth || (die_at < 0 && stall_at < 0),
+               "unirep dist-check: --bandwidth does not combine with --die-at-rank/--stall-at-rank");
   int rc = 1;
   try {
-    rc = run(backend, device, timeout_s, die_at, stall_at);
+    rc = bandwidth ? run_bandwidth(backend, device, timeout_s, max_mb, iters, warmup)
+                   : run(backend, device, timeout_s, die_at, stall_at);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "unirep dist-check: %s\n", e.what());
     std::fflush(stderr);

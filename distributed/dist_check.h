@@ -8,6 +8,10 @@
 // Failure drills: --die-at-rank R makes rank R SIGKILL itself in the middle of the reducer's
 // backward (after its first bucket all-reduce was issued); --stall-at-rank R makes it sleep there
 // instead, so the other ranks' watchdog must end the job after --timeout seconds.
+//
+// Bandwidth: --bandwidth times all-reduces (sum) of 1 MiB .. --max-mb MiB buffers (doubling;
+// float32, and bf16 on NCCL) and prints per size, on rank 0, the time per all-reduce (slowest
+// rank), algbw = bytes / time and busbw = algbw * 2 (n - 1) / n, as nccl-tests defines them.
 #pragma once
 
 namespace unirep {

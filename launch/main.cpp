@@ -8,6 +8,7 @@
 #include "distributed/dist_check.h"
 #include "distributed/process_group.h"
 #include "launch/args.h"
+#include "launch/bench.h"
 #include "launch/bench_cpu.h"
 #include "launch/bench_kernels.h"
 #include "launch/demo.h"
@@ -38,6 +39,7 @@ void usage() {
       "       PNG curves of a run's metrics.jsonl (loss, lr, accuracy) into RUN_DIR/plots; needs a Python with\n"
       "       matplotlib (exit 3 when there is none)\n",
       stdout);
+  std::fputs(unirep::bench_usage(), stdout);
   std::fputs(unirep::train_usage(), stdout);
   std::fputs(unirep::data_usage(), stdout);
   std::fputs(unirep::dist_check_usage(), stdout);
@@ -78,6 +80,7 @@ int main(int argc, char** argv) {
     if (command == "predict") return unirep::command_predict(argc, argv);
     if (command == "demo") return demo(argc, argv);
     if (command == "bench-kernels") return bench_kernels(argc, argv);
+    if (command == "bench") return unirep::command_bench(argc, argv);
     if (command == "bench-cpu") return unirep::command_bench_cpu(argc, argv);
     if (command == "data") return unirep::data_command(argc, argv);
     if (command == "train") return unirep::command_train(argc, argv);
