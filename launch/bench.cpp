@@ -20,7 +20,7 @@
 // from rank 0's weights; in train mode the GradientReducer averages the gradients during backward,
 // exactly as in the trainer. --no-comm builds no reducer: each rank steps on its own gradients, so
 // the difference between the two runs is what communication costs beyond its overlap with backward.
-// Rank 0 prints every rank's img/s and their sum.
+// Rank 0 prints every rank's img/s and their sum. --profile adds a GPU-time table by launch site.
 #include "launch/bench.h"
 
 #include <algorithm>
@@ -37,6 +37,7 @@
 #include "autograd/ops.h"
 #include "core/allocator.h"
 #include "core/cuda/context.h"
+#include "core/cuda/profiler.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "distributed/process_group.h"
@@ -58,7 +59,7 @@ constexpr uint64_t kSeed = 0x62656e6368ull;
 struct BenchOptions {
   std::string model = "t", mode = "train", dtype = "bf16", device = "auto", backend = "auto";
   int64_t batch = 128, image_size = 224, steps = 20, warmup = 5;
-  bool deploy = false, no_comm = false, json = false;
+  bool deploy = false, no_comm = false, json = false, profile = false;
   double timeout_s = 300;
 };
 
@@ -66,7 +67,7 @@ BenchOptions parse_options(int argc, char** argv) {
   Args args(argc, argv, 2,
             {"--model", "--mode", "--batch", "--dtype", "--image-size", "--steps", "--warmup", "--device", "--backend",
              "--timeout"},
-            {"--deploy", "--no-comm", "--json"});
+            {"--deploy", "--no-comm", "--json", "--profile"});
   UNIREP_CHECK(args.positional().empty(), "unirep bench: unexpected argument '",
                args.positional().empty() ? "" : args.positional()[0], "'");
   BenchOptions o;
@@ -83,6 +84,7 @@ BenchOptions parse_options(int argc, char** argv) {
   o.deploy = args.flag("--deploy");
   o.no_comm = args.flag("--no-comm");
   o.json = args.flag("--json");
+  o.profile = args.flag("--profile");
   UNIREP_CHECK(o.mode == "train" || o.mode == "infer", "unirep bench: --mode expects train or infer, got '", o.mode,
                "'");
   UNIREP_CHECK(o.dtype == "bf16" || o.dtype == "f16" || o.dtype == "f32",
@@ -98,6 +100,7 @@ BenchOptions parse_options(int argc, char** argv) {
   UNIREP_CHECK(!o.no_comm || o.mode == "train",
                "unirep bench: --no-comm leaves out the gradient all-reduce, which only --mode train has");
   if (o.device == "cuda") UNIREP_CHECK(cuda_available(), "unirep bench: --device cuda: no CUDA GPU is available");
+  UNIREP_CHECK(!o.profile || o.device != "cpu", "unirep bench: --profile times GPU kernels: not with --device cpu");
   return o;
 }
 
@@ -124,10 +127,11 @@ std::vector<T> gather(Communicator& comm, T value) {
 const char* bench_usage() {
   return "  bench --model V [--mode train|infer] [--batch 128] [--dtype bf16|f16|f32] [--image-size 224]\n"
          "        [--deploy] [--steps 20] [--warmup 5] [--device auto|cpu|cuda] [--backend auto|none|mpi|nccl]\n"
-         "        [--no-comm] [--timeout S] [--json]\n"
+         "        [--no-comm] [--timeout S] [--json] [--profile]\n"
          "       throughput of UniRepLKNet-V (1000 classes) on a synthetic batch: the trainer's step (train) or\n"
          "       an eval forward (infer; --deploy: re-parameterised). Under mpirun/srun data parallel, --batch per\n"
-         "       rank; --no-comm skips the gradient all-reduce. --json: one JSON object on rank 0\n";
+         "       rank; --no-comm skips the gradient all-reduce. --json: one JSON object on rank 0. --profile: then\n"
+         "       GPU time per launch site over a few more steps (core/cuda/profiler.h), on stderr\n";
 }
 
 int command_bench(int argc, char** argv) {
@@ -213,6 +217,24 @@ int command_bench(int argc, char** argv) {
   for (int64_t i = 0; i < o.steps; ++i) step();
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // A few more steps with every launch timed (the events cost a little): where the step's time goes.
+  if (o.profile && device.is_cuda()) {
+    const int64_t profiled = std::min<int64_t>(o.steps, 5);
+    cuda::start_profiling();
+    for (int64_t i = 0; i < profiled; ++i) step();
+    const std::vector<cuda::ProfileEntry> sites = cuda::stop_profiling();
+    double total_ms = 0;
+    for (const cuda::ProfileEntry& e : sites) total_ms += e.ms;
+    if (rank == 0) {
+      std::fprintf(stderr, "GPU time per step by launch site (%lld profiled steps, %.2f ms/step in all):\n",
+                   (long long)profiled, total_ms / double(profiled));
+      std::fprintf(stderr, "%10s %6s %9s  %s\n", "ms/step", "%", "launches", "site");
+      for (size_t i = 0; i < sites.size() && i < 40; ++i)
+        std::fprintf(stderr, "%10.3f %6.1f %9lld  %s\n", sites[i].ms / double(profiled), 100 * sites[i].ms / total_ms,
+                     (long long)(sites[i].launches / profiled), sites[i].site.c_str());
+    }
+  }
 
   int64_t peak_bytes = 0, reserved_bytes = 0;
   if (device.is_cuda()) {
