@@ -16,18 +16,20 @@
 //     output tile of one image, TH rows x TW columns;
 //   * the input tile plus halo, (TH + (R-1) dh) x (TW + (S-1) dw) pixels, is staged once into shared memory
 //     as float (converted on load, zero outside the image or past C), so the inner loops have no bounds
-//     checks and no conversions;
-//   * each thread computes kOW = 8 outputs of one row at columns col0 + j dw (strided by the dilation), so
-//     output j and tap s read input column col0 + (j + s) dw: per kernel row it loads a window of kOW + S - 1
-//     floats into registers once and does kOW S FMAs with it (S = 13: 20 shared loads + 13 weight loads
-//     per 104 FMA). S is a template parameter (odd 3..31) so the window lives in registers; R and the
-//     dilation are runtime values;
+//     checks and no conversions. Staging moves 4 channels per thread and instruction (16-byte float / 8-byte
+//     bf16 loads, 16-byte shared stores) when C % 4 == 0 and the pointer is aligned, else one channel;
+//   * each thread computes OW = 8 or 16 outputs of one row at columns col0 + j dw (strided by the dilation),
+//     so output j and tap s read input column col0 + (j + s) dw: per kernel row it loads a window of
+//     OW + S - 1 floats into registers once and does OW S FMAs with it (S = 13, OW = 16: 28 shared loads +
+//     13 weight loads per 208 FMA; the SM issues one warp instruction per scheduler and clock, so this
+//     ratio bounds the FMA efficiency at ~83%). S and OW are template parameters (S odd 3..31) so the window
+//     lives in registers; R and the dilation are runtime values;
 //   * the weights are pre-converted (and for the input gradient flipped) into a float [R, S, C] buffer read
 //     through the read-only cache: 32 lanes read 128 consecutive bytes;
 //   * the weight gradient stages the x tile + halo and the dy tile; each warp owns one kernel row r (a
 //     block covers up to 8 rows; more rows take more blocks) and keeps the S sums of its row in registers
-//     over every tile of its split of the N x tiles positions (same window trick: kOW dy values and
-//     kOW + S - 1 x values per kOW S FMAs). Small R gives several warps per row that take alternate tile
+//     over every tile of its split of the N x tiles positions (same window trick: OW dy values and
+//     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate tile
 //     rows and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
 //     summed in split order by a second kernel: deterministic, no atomics.
 // Tile shapes are chosen per call by a small cost model (staged pixels vs computed outputs incl. the
@@ -44,7 +46,6 @@
 namespace unirep::cuda::dwconv {
 
 constexpr int kLanes = 32;     // channels per block
-constexpr int kOW = 8;         // outputs per thread along W
 constexpr int kMaxWarps = 8;   // warps per block
 constexpr int kMinWidth = 3, kMaxWidth = 31;
 
@@ -53,20 +54,49 @@ struct Shape {
   int N, H, W, C, R, S, Ho, Wo, ph, pw, dh, dw;
 };
 
-// Output tile of one image: th rows x sb super-columns of dw kOW columns each (a super-column holds dw
-// interleaved thread column groups, one per residue of the column modulo dw).
+// Output tile of one image: th rows x sb super-columns of dw ow columns each (a super-column holds dw
+// interleaved thread column groups, one per residue of the column modulo dw). vec: 4-channel staging.
 struct Tile {
-  int th, sb, in_rows, in_cols, tiles_h, tiles_w;
-  __host__ __device__ int tw(int dw) const { return sb * dw * kOW; }
+  int th, sb, ow, in_rows, in_cols, tiles_h, tiles_w;
+  bool vec;
+  __host__ __device__ int tw(int dw) const { return sb * dw * ow; }
   __host__ __device__ int col_groups(int dw) const { return sb * dw; }
 };
 
 template <class T> __device__ __forceinline__ float to_float(T v) { return static_cast<float>(v); }
 
-// dst[(row cols + col) 32 + lane] = src[n, h0 + row, w0 + col, c0 + lane] as float, zero outside the image.
+// Four consecutive elements as floats (p aligned to 4 elements).
+template <class T> __device__ __forceinline__ float4 load4(const T* p) {
+  if constexpr (sizeof(T) == 4) {
+    return *reinterpret_cast<const float4*>(p);
+  } else {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    T a, b, c, d;
+    a.bits = uint16_t(u.x & 0xffffu);
+    b.bits = uint16_t(u.x >> 16);
+    c.bits = uint16_t(u.y & 0xffffu);
+    d.bits = uint16_t(u.y >> 16);
+    return make_float4(float(a), float(b), float(c), float(d));
+  }
+}
+
+// dst[(row cols + col) 32 + lane] = src[n, h0 + row, w0 + col, c0 + lane] as float, zero outside the image
+// or past C. vec: C % 4 == 0 and src aligned to 4 elements, so a quad of channels is all in or all out.
 template <class T>
 __device__ void stage_tile(float* __restrict__ dst, const T* __restrict__ src, int n, int h0, int w0, int rows,
-                           int cols, int H, int W, int C, int c0) {
+                           int cols, int H, int W, int C, int c0, bool vec) {
+  if (vec) {
+    const int total = rows * cols * (kLanes / 4);
+    for (int e = threadIdx.x; e < total; e += blockDim.x) {
+      const int pix = e >> 3, c = c0 + 4 * (e & 7);
+      const int r = pix / cols, q = pix - r * cols;
+      const int h = h0 + r, w = w0 + q;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (h >= 0 && h < H && w >= 0 && w < W && c < C) v = load4(src + ((int64_t(n) * H + h) * W + w) * C + c);
+      reinterpret_cast<float4*>(dst)[e] = v;
+    }
+    return;
+  }
   const int total = rows * cols * kLanes;
   const int c = c0 + int(threadIdx.x & 31);
   for (int e = threadIdx.x; e < total; e += blockDim.x) {
@@ -90,7 +120,7 @@ __global__ void prepare_weight_kernel(float* __restrict__ wt, const T* __restric
 }
 
 // One block: 32 channels (blockIdx.y) x one output tile (blockIdx.x = (n, tile row, tile column)).
-template <class T, int S>
+template <class T, int S, int OW>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     forward_kernel(T* __restrict__ y, const T* __restrict__ x, const float* __restrict__ wt, const T* __restrict__ bias,
                    Shape g, Tile t) {
@@ -102,44 +132,44 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   b /= t.tiles_w;
   const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
   const int ho0 = tile_h * t.th, wo0 = tile_w * t.tw(g.dw);
-  stage_tile(tile, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0);
+  stage_tile(tile, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0, t.vec);
   __syncthreads();
   if (c >= g.C) return;
   const float bias_c = bias ? to_float(bias[c]) : 0.f;
   const int groups = t.col_groups(g.dw), slots = t.th * groups;
   for (int slot = warp; slot < slots; slot += warps) {
     const int i = slot / groups, gi = slot - i * groups;
-    const int col0 = (gi / g.dw) * g.dw * kOW + gi % g.dw;
+    const int col0 = (gi / g.dw) * g.dw * OW + gi % g.dw;
     const int ho = ho0 + i;
     if (ho >= g.Ho || wo0 + col0 >= g.Wo) continue;
-    float acc[kOW];
+    float acc[OW];
 #pragma unroll
-    for (int j = 0; j < kOW; ++j) acc[j] = bias_c;
+    for (int j = 0; j < OW; ++j) acc[j] = bias_c;
     const float* in = tile + (i * t.in_cols + col0) * kLanes + lane;
     const int in_row_step = g.dh * t.in_cols * kLanes, col_step = g.dw * kLanes;
     const float* wrow = wt + c;
 #pragma unroll 1
     for (int r = 0; r < g.R; ++r, in += in_row_step, wrow += S * g.C) {
-      float win[kOW + S - 1];
+      float win[OW + S - 1];
 #pragma unroll
-      for (int m = 0; m < kOW + S - 1; ++m) win[m] = in[m * col_step];
+      for (int m = 0; m < OW + S - 1; ++m) win[m] = in[m * col_step];
 #pragma unroll
       for (int s = 0; s < S; ++s) {
         const float ws = __ldg(wrow + s * g.C);
 #pragma unroll
-        for (int j = 0; j < kOW; ++j) acc[j] = fmaf(win[j + s], ws, acc[j]);
+        for (int j = 0; j < OW; ++j) acc[j] = fmaf(win[j + s], ws, acc[j]);
       }
     }
     T* out = y + ((int64_t(n) * g.Ho + ho) * g.Wo + wo0 + col0) * g.C + c;
 #pragma unroll
-    for (int j = 0; j < kOW; ++j)
+    for (int j = 0; j < OW; ++j)
       if (wo0 + col0 + j * g.dw < g.Wo) out[int64_t(j) * g.dw * g.C] = T(acc[j]);
   }
 }
 
 // partial[(split, r S + s, c)] over the tiles split, split + splits, ... for the kernel rows of
 // blockIdx.z (rows_per_group of them, warp w: row w % rows_per_group, part w / rows_per_group).
-template <class T, int S>
+template <class T, int S, int OW>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     weight_partial_kernel(float* __restrict__ partial, const T* __restrict__ dy, const T* __restrict__ x, Shape g,
                           Tile t, int rows_per_group, int parts) {
@@ -163,26 +193,26 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
     const int ho0 = tile_h * t.th, wo0 = tile_w * tw;
     __syncthreads();  // the previous tile is consumed
-    stage_tile(xs, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0);
-    stage_tile(ys, dy, n, ho0, wo0, t.th, tw, g.Ho, g.Wo, g.C, c0);
+    stage_tile(xs, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0, t.vec);
+    stage_tile(ys, dy, n, ho0, wo0, t.th, tw, g.Ho, g.Wo, g.C, c0, t.vec);
     __syncthreads();
     if (!active) continue;
     for (int k = part; k < items; k += parts) {
       const int i = k / groups, gi = k - i * groups;
-      const int col0 = (gi / g.dw) * g.dw * kOW + gi % g.dw;
+      const int col0 = (gi / g.dw) * g.dw * OW + gi % g.dw;
       if (ho0 + i >= g.Ho || wo0 + col0 >= g.Wo) continue;
       const int col_step = g.dw * kLanes;
       const float* dyp = ys + (i * tw + col0) * kLanes + lane;
       const float* xp = xs + ((i + r * g.dh) * t.in_cols + col0) * kLanes + lane;
-      float d[kOW], win[kOW + S - 1];
+      float d[OW], win[OW + S - 1];
 #pragma unroll
-      for (int j = 0; j < kOW; ++j) d[j] = dyp[j * col_step];
+      for (int j = 0; j < OW; ++j) d[j] = dyp[j * col_step];
 #pragma unroll
-      for (int m = 0; m < kOW + S - 1; ++m) win[m] = xp[m * col_step];
+      for (int m = 0; m < OW + S - 1; ++m) win[m] = xp[m * col_step];
 #pragma unroll
       for (int s = 0; s < S; ++s)
 #pragma unroll
-        for (int j = 0; j < kOW; ++j) acc[s] = fmaf(d[j], win[j + s], acc[s]);
+        for (int j = 0; j < OW; ++j) acc[s] = fmaf(d[j], win[j + s], acc[s]);
     }
   }
   // Parts 1.. of each row hand their sums to part 0 through shared memory, added in part order.
@@ -220,14 +250,16 @@ __global__ void sum_weight_partials_kernel(T* __restrict__ dw, const float* __re
 constexpr size_t kSmemPreferred = 100 * 1024;  // two or more blocks per SM
 constexpr size_t kSmemMax = 200 * 1024;        // one block per SM (H100 allows 227 KB)
 
-inline Tile make_tile(const Shape& g, int th, int sb) {
+inline Tile make_tile(const Shape& g, int th, int sb, int ow) {
   Tile t;
   t.th = th;
   t.sb = sb;
+  t.ow = ow;
   t.in_rows = th + (g.R - 1) * g.dh;
   t.in_cols = t.tw(g.dw) + (g.S - 1) * g.dw;
   t.tiles_h = (g.Ho + th - 1) / th;
   t.tiles_w = (g.Wo + t.tw(g.dw) - 1) / t.tw(g.dw);
+  t.vec = false;
   return t;
 }
 
@@ -259,28 +291,40 @@ inline size_t tile_smem(const Shape& g, const Tile& t, bool weight_grad) {
   return floats * kLanes * sizeof(float);
 }
 
-// The cheapest tile under the shared-memory cap (smem_bytes = 0 when none fits).
+// The cheapest tile under the shared-memory cap (smem_bytes = 0 when none fits). Cost in warp
+// instructions per 32 channels: staging ~3 per pixel (a quad of channels per thread, ~12 instructions),
+// compute per (thread row of OW outputs, kernel row) OW + 2S - 1 loads and OW S FMAs, counting the
+// outputs computed past the image border and the rounds of warps over the tile's slots.
 inline Tile choose_tile(const Shape& g, bool weight_grad, size_t* smem_bytes) {
   Tile best{};
   *smem_bytes = 0;
+  const RowSplit rs = row_split(g);
   for (size_t cap : {kSmemPreferred, kSmemMax}) {
     double best_cost = 0;
-    for (int th = 1; th <= 8; ++th)
-      for (int sb : {1, 2, 4}) {
-        const Tile t = make_tile(g, th, sb);
-        const size_t bytes = tile_smem(g, t, weight_grad);
-        if (bytes > cap) continue;
-        const double tiles = double(g.N) * t.tiles_h * t.tiles_w;
-        const double staged = double(t.in_rows) * t.in_cols + (weight_grad ? double(t.th) * t.tw(g.dw) : 0.0);
-        const int slots = t.th * t.col_groups(g.dw), warps = tile_warps(g, t);
-        const double computed = double((slots + warps - 1) / warps) * warps * kOW;
-        const double cost = tiles * (8.0 * staged + 1.3 * computed * g.R * g.S + 200.0);
-        if (*smem_bytes == 0 || cost < best_cost) {
-          best = t;
-          best_cost = cost;
-          *smem_bytes = bytes;
+    for (int ow : {8, 16})
+      for (int th = 1; th <= 8; ++th)
+        for (int sb : {1, 2, 4}) {
+          const Tile t = make_tile(g, th, sb, ow);
+          const size_t bytes = tile_smem(g, t, weight_grad);
+          if (bytes > cap) continue;
+          const double tiles = double(g.N) * t.tiles_h * t.tiles_w;
+          const int slots = t.th * t.col_groups(g.dw);
+          double cost;
+          if (weight_grad) {
+            const double staged = double(t.in_rows) * t.in_cols + double(t.th) * t.tw(g.dw);
+            cost = tiles * (rs.groups * (3.0 * staged + 100.0) + double(slots) * g.R * (2 * ow + g.S - 1 + ow * g.S));
+          } else {
+            const double staged = double(t.in_rows) * t.in_cols;
+            const int warps = tile_warps(g, t);
+            const double rounds = double((slots + warps - 1) / warps) * warps;
+            cost = tiles * (3.0 * staged + 100.0 + rounds * g.R * (ow + 2 * g.S - 1 + ow * g.S));
+          }
+          if (*smem_bytes == 0 || cost < best_cost) {
+            best = t;
+            best_cost = cost;
+            *smem_bytes = bytes;
+          }
         }
-      }
     if (*smem_bytes) return best;
   }
   return best;
@@ -294,15 +338,21 @@ inline bool supported(const Shape& g) {
   choose_tile(g, false, &a);
   choose_tile(g, true, &b);
   if (!a || !b) return false;
-  const Tile t = make_tile(g, 1, 1);
+  const Tile t = make_tile(g, 1, 1, 8);
   const double tiles = double(g.N) * t.tiles_h * t.tiles_w;
   return tiles < double(INT_MAX) && (g.C + kLanes - 1) / kLanes <= 65535;
 }
 
-template <class F> void dispatch_width(int S, const F& f) {
+template <int S, class F> void dispatch_ow(int ow, const F& f) {
+  if (ow == 16) f(std::integral_constant<int, S>{}, std::integral_constant<int, 16>{});
+  else f(std::integral_constant<int, S>{}, std::integral_constant<int, 8>{});
+}
+
+// f(integral_constant S, integral_constant OW) for the odd widths 3..31 and OW 8 or 16.
+template <class F> void dispatch_width(int S, int ow, const F& f) {
   switch (S) {
 #define UNIREP_DW_WIDTH(k) \
-  case k: f(std::integral_constant<int, k>{}); break;
+  case k: dispatch_ow<k>(ow, f); break;
     UNIREP_DW_WIDTH(3) UNIREP_DW_WIDTH(5) UNIREP_DW_WIDTH(7) UNIREP_DW_WIDTH(9) UNIREP_DW_WIDTH(11)
     UNIREP_DW_WIDTH(13) UNIREP_DW_WIDTH(15) UNIREP_DW_WIDTH(17) UNIREP_DW_WIDTH(19) UNIREP_DW_WIDTH(21)
     UNIREP_DW_WIDTH(23) UNIREP_DW_WIDTH(25) UNIREP_DW_WIDTH(27) UNIREP_DW_WIDTH(29) UNIREP_DW_WIDTH(31)
@@ -314,6 +364,12 @@ template <class F> void dispatch_width(int S, const F& f) {
 inline unsigned grid_1d(int64_t n) {
   int64_t b = (n + 255) / 256;
   return unsigned(b < 1 ? 1 : (b > 65535 * 32 ? 65535 * 32 : b));
+}
+
+// 4-channel staging: C % 4 == 0 and every staged pointer aligned to 4 elements.
+template <class T> bool quad_aligned(int C, const T* a, const T* b) {
+  const uintptr_t align = 4 * sizeof(T);
+  return C % 4 == 0 && reinterpret_cast<uintptr_t>(a) % align == 0 && reinterpret_cast<uintptr_t>(b) % align == 0;
 }
 
 // Floats of workspace forward / input_grad need (the converted weight).
@@ -337,19 +393,20 @@ template <class T>
 cudaError_t forward(T* y, const T* x, const T* w, const T* bias, const Shape& g, bool flip, float* workspace,
                     cudaStream_t stream) {
   size_t smem = 0;
-  const Tile t = choose_tile(g, false, &smem);
+  Tile t = choose_tile(g, false, &smem);
   if (!smem) return cudaErrorInvalidValue;
+  t.vec = quad_aligned(g.C, x, x);
   const int taps = g.R * g.S;
   prepare_weight_kernel<T><<<grid_1d(int64_t(taps) * g.C), 256, 0, stream>>>(workspace, w, g.C, taps, flip);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(g.N * t.tiles_h * t.tiles_w), unsigned((g.C + kLanes - 1) / kLanes));
   const unsigned threads = unsigned(tile_warps(g, t) * 32);
-  dispatch_width(g.S, [&](auto width) {
-    constexpr int S = decltype(width)::value;
-    err = cudaFuncSetAttribute(forward_kernel<T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  dispatch_width(g.S, t.ow, [&](auto width, auto ow) {
+    constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
+    err = cudaFuncSetAttribute(forward_kernel<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (err != cudaSuccess) return;
-    forward_kernel<T, S><<<grid, threads, smem, stream>>>(y, x, workspace, bias, g, t);
+    forward_kernel<T, S, OW><<<grid, threads, smem, stream>>>(y, x, workspace, bias, g, t);
     err = cudaGetLastError();
   });
   return err;
@@ -390,16 +447,18 @@ template <class T>
 cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlan& plan, float* workspace,
                         cudaStream_t stream) {
   if (!plan.smem) return cudaErrorInvalidValue;
+  Tile t = plan.tile;
+  t.vec = quad_aligned(g.C, x, dy);
   const dim3 grid(unsigned(plan.splits), unsigned((g.C + kLanes - 1) / kLanes), unsigned(plan.rows.groups));
   const unsigned threads = unsigned(plan.rows.rows_per_group * plan.rows.parts * 32);
   cudaError_t err = cudaSuccess;
-  dispatch_width(g.S, [&](auto width) {
-    constexpr int S = decltype(width)::value;
-    err = cudaFuncSetAttribute(weight_partial_kernel<T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  dispatch_width(g.S, t.ow, [&](auto width, auto ow) {
+    constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
+    err = cudaFuncSetAttribute(weight_partial_kernel<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                int(plan.smem));
     if (err != cudaSuccess) return;
-    weight_partial_kernel<T, S><<<grid, threads, plan.smem, stream>>>(workspace, dy, x, g, plan.tile,
-                                                                      plan.rows.rows_per_group, plan.rows.parts);
+    weight_partial_kernel<T, S, OW><<<grid, threads, plan.smem, stream>>>(workspace, dy, x, g, t,
+                                                                          plan.rows.rows_per_group, plan.rows.parts);
     err = cudaGetLastError();
   });
   if (err != cudaSuccess) return err;
