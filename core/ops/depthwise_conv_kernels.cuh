@@ -27,7 +27,7 @@
 //   * the weights are pre-converted (and for the input gradient flipped) into a float [R, S, C] buffer read
 //     through the read-only cache: 32 lanes read 128 consecutive bytes;
 //   * the weight gradient stages the x tile + halo and the dy tile; each warp owns one kernel row r (a
-//     block covers up to 8 rows; more rows take more blocks) and keeps the S sums of its row in registers
+//     block covers up to 16 rows; more rows take more blocks) and keeps the S sums of its row in registers
 //     over every tile of its split of the N x tiles positions (same window trick: OW dy values and
 //     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate tile
 //     rows and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
@@ -46,7 +46,8 @@
 namespace unirep::cuda::dwconv {
 
 constexpr int kLanes = 32;     // channels per block
-constexpr int kMaxWarps = 8;   // warps per block
+constexpr int kMaxWarps = 8;         // warps per forward block
+constexpr int kMaxWeightWarps = 16;  // warps per weight-gradient block (one per kernel row up to R = 16)
 constexpr int kMinWidth = 3, kMaxWidth = 31;
 
 // Stride-1 depthwise geometry: in [N, H, W, C], kernel R x S, out [N, Ho, Wo, C].
@@ -58,6 +59,7 @@ struct Shape {
 // interleaved thread column groups, one per residue of the column modulo dw). vec: 4-channel staging.
 struct Tile {
   int th, sb, ow, in_rows, in_cols, tiles_h, tiles_w;
+  uint32_t in_cols_magic, tw_magic;  // ceil(2^32 / in_cols), ceil(2^32 / tw): division by a multiply-high
   bool vec;
   __host__ __device__ int tw(int dw) const { return sb * dw * ow; }
   __host__ __device__ int col_groups(int dw) const { return sb * dw; }
@@ -82,14 +84,16 @@ template <class T> __device__ __forceinline__ float4 load4(const T* p) {
 
 // dst[(row cols + col) 32 + lane] = src[n, h0 + row, w0 + col, c0 + lane] as float, zero outside the image
 // or past C. vec: C % 4 == 0 and src aligned to 4 elements, so a quad of channels is all in or all out.
+// cols_magic = ceil(2^32 / cols): pix / cols == umulhi(pix, cols_magic) while pix cols < 2^32 (tiles are a
+// few thousand pixels).
 template <class T>
 __device__ void stage_tile(float* __restrict__ dst, const T* __restrict__ src, int n, int h0, int w0, int rows,
-                           int cols, int H, int W, int C, int c0, bool vec) {
+                           int cols, uint32_t cols_magic, int H, int W, int C, int c0, bool vec) {
   if (vec) {
     const int total = rows * cols * (kLanes / 4);
     for (int e = threadIdx.x; e < total; e += blockDim.x) {
       const int pix = e >> 3, c = c0 + 4 * (e & 7);
-      const int r = pix / cols, q = pix - r * cols;
+      const int r = int(__umulhi(uint32_t(pix), cols_magic)), q = pix - r * cols;
       const int h = h0 + r, w = w0 + q;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (h >= 0 && h < H && w >= 0 && w < W && c < C) v = load4(src + ((int64_t(n) * H + h) * W + w) * C + c);
@@ -101,7 +105,7 @@ __device__ void stage_tile(float* __restrict__ dst, const T* __restrict__ src, i
   const int c = c0 + int(threadIdx.x & 31);
   for (int e = threadIdx.x; e < total; e += blockDim.x) {
     const int pix = e >> 5;
-    const int r = pix / cols, q = pix - r * cols;
+    const int r = int(__umulhi(uint32_t(pix), cols_magic)), q = pix - r * cols;
     const int h = h0 + r, w = w0 + q;
     float v = 0.f;
     if (h >= 0 && h < H && w >= 0 && w < W && c < C) v = to_float(src[((int64_t(n) * H + h) * W + w) * C + c]);
@@ -132,7 +136,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   b /= t.tiles_w;
   const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
   const int ho0 = tile_h * t.th, wo0 = tile_w * t.tw(g.dw);
-  stage_tile(tile, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0, t.vec);
+  stage_tile(tile, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, t.in_cols_magic, g.H, g.W, g.C, c0, t.vec);
   __syncthreads();
   if (c >= g.C) return;
   const float bias_c = bias ? to_float(bias[c]) : 0.f;
@@ -170,7 +174,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 // partial[(split, r S + s, c)] over the tiles split, split + splits, ... for the kernel rows of
 // blockIdx.z (rows_per_group of them, warp w: row w % rows_per_group, part w / rows_per_group).
 template <class T, int S, int OW>
-__global__ void __launch_bounds__(kMaxWarps * 32)
+__global__ void __launch_bounds__(kMaxWeightWarps * 32)
     weight_partial_kernel(float* __restrict__ partial, const T* __restrict__ dy, const T* __restrict__ x, Shape g,
                           Tile t, int rows_per_group, int parts) {
   extern __shared__ float smem[];
@@ -193,8 +197,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
     const int ho0 = tile_h * t.th, wo0 = tile_w * tw;
     __syncthreads();  // the previous tile is consumed
-    stage_tile(xs, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, g.H, g.W, g.C, c0, t.vec);
-    stage_tile(ys, dy, n, ho0, wo0, t.th, tw, g.Ho, g.Wo, g.C, c0, t.vec);
+    stage_tile(xs, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, t.in_cols_magic, g.H, g.W, g.C, c0, t.vec);
+    stage_tile(ys, dy, n, ho0, wo0, t.th, tw, t.tw_magic, g.Ho, g.Wo, g.C, c0, t.vec);
     __syncthreads();
     if (!active) continue;
     for (int k = part; k < items; k += parts) {
@@ -250,6 +254,9 @@ __global__ void sum_weight_partials_kernel(T* __restrict__ dw, const float* __re
 constexpr size_t kSmemPreferred = 100 * 1024;  // two or more blocks per SM
 constexpr size_t kSmemMax = 200 * 1024;        // one block per SM (H100 allows 227 KB)
 
+// ceil(2^32 / d) for d >= 2 (tile widths are at least 8).
+inline uint32_t div_magic(int d) { return uint32_t(((uint64_t(1) << 32) + uint64_t(d) - 1) / uint64_t(d)); }
+
 inline Tile make_tile(const Shape& g, int th, int sb, int ow) {
   Tile t;
   t.th = th;
@@ -259,6 +266,8 @@ inline Tile make_tile(const Shape& g, int th, int sb, int ow) {
   t.in_cols = t.tw(g.dw) + (g.S - 1) * g.dw;
   t.tiles_h = (g.Ho + th - 1) / th;
   t.tiles_w = (g.Wo + t.tw(g.dw) - 1) / t.tw(g.dw);
+  t.in_cols_magic = div_magic(t.in_cols);
+  t.tw_magic = div_magic(t.tw(g.dw));
   t.vec = false;
   return t;
 }
@@ -274,9 +283,9 @@ struct RowSplit {
 };
 inline RowSplit row_split(const Shape& g) {
   RowSplit s;
-  s.groups = (g.R + kMaxWarps - 1) / kMaxWarps;
+  s.groups = (g.R + kMaxWeightWarps - 1) / kMaxWeightWarps;
   s.rows_per_group = (g.R + s.groups - 1) / s.groups;
-  s.parts = kMaxWarps / s.rows_per_group;
+  s.parts = kMaxWeightWarps / s.rows_per_group;
   return s;
 }
 
