@@ -43,6 +43,18 @@ int sm_count() {
   return n;
 }
 
+// The current device's opt-in shared memory per block; without a device (host-only callers) the kernels'
+// own cap, with the failed query's error cleared so no later launch check reports it.
+size_t smem_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    cudaGetLastError();
+    return dwconv::kSmemMax;
+  }
+  return size_t(bytes);
+}
+
 Tensor float_workspace(size_t floats, Device device) {
   return Tensor::empty({int64_t(floats > 0 ? floats : 1)}, DType::Float32, device);
 }
@@ -53,9 +65,10 @@ bool depthwise_tiled_supported(const ConvGeometry& g, DType dtype) {
   if (!g.depthwise() || g.sh != 1 || g.sw != 1) return false;
   if (dtype != DType::Float32 && dtype != DType::BFloat16 && dtype != DType::Float16) return false;
   dwconv::Shape s{};
-  if (!to_shape(g, &s) || !dwconv::supported(s)) return false;
+  const size_t limit = smem_limit();
+  if (!to_shape(g, &s) || !dwconv::supported(s, limit)) return false;
   // The input gradient runs the forward on the mirrored geometry; it must fit too.
-  return dwconv::supported(dwconv::input_grad_shape(s));
+  return dwconv::supported(dwconv::input_grad_shape(s), limit);
 }
 
 void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
@@ -65,7 +78,7 @@ void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, 
   dispatch_storage(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     CUDA_CHECK(dwconv::forward<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                                  s, false, ws.data<float>(), stream()));
+                                  s, false, ws.data<float>(), stream(), smem_limit()));
   });
 }
 
@@ -74,13 +87,14 @@ void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Te
   Tensor ws = float_workspace(dwconv::forward_workspace(s), dy.device());
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    CUDA_CHECK(dwconv::input_grad<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), s, ws.data<float>(), stream()));
+    CUDA_CHECK(dwconv::input_grad<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), s, ws.data<float>(), stream(),
+                                     smem_limit()));
   });
 }
 
 void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
-  const dwconv::WeightPlan plan = dwconv::weight_plan(s, sm_count());
+  const dwconv::WeightPlan plan = dwconv::weight_plan(s, sm_count(), smem_limit());
   Tensor ws = float_workspace(plan.workspace, dy.device());
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);

@@ -252,7 +252,8 @@ __global__ void sum_weight_partials_kernel(T* __restrict__ dw, const float* __re
 // ---------------------------------------------------------------- host side
 
 constexpr size_t kSmemPreferred = 100 * 1024;  // two or more blocks per SM
-constexpr size_t kSmemMax = 200 * 1024;        // one block per SM (H100 allows 227 KB)
+constexpr size_t kSmemMax = 200 * 1024;        // one block per SM (H100 allows 227 KB); callers pass their
+                                               // device's opt-in limit when it is lower
 
 // ceil(2^32 / d) for d >= 2 (tile widths are at least 8).
 inline uint32_t div_magic(int d) { return uint32_t(((uint64_t(1) << 32) + uint64_t(d) - 1) / uint64_t(d)); }
@@ -304,11 +305,12 @@ inline size_t tile_smem(const Shape& g, const Tile& t, bool weight_grad) {
 // instructions per 32 channels: staging ~3 per pixel (a quad of channels per thread, ~12 instructions),
 // compute per (thread row of OW outputs, kernel row) OW + 2S - 1 loads and OW S FMAs, counting the
 // outputs computed past the image border and the rounds of warps over the tile's slots.
-inline Tile choose_tile(const Shape& g, bool weight_grad, size_t* smem_bytes) {
+inline Tile choose_tile(const Shape& g, bool weight_grad, size_t* smem_bytes, size_t smem_limit = kSmemMax) {
   Tile best{};
   *smem_bytes = 0;
   const RowSplit rs = row_split(g);
-  for (size_t cap : {kSmemPreferred, kSmemMax}) {
+  const size_t limit = smem_limit < kSmemMax ? smem_limit : kSmemMax;
+  for (size_t cap : {limit < kSmemPreferred ? limit : kSmemPreferred, limit}) {
     double best_cost = 0;
     for (int ow : {8, 16})
       for (int th = 1; th <= 8; ++th)
@@ -340,12 +342,12 @@ inline Tile choose_tile(const Shape& g, bool weight_grad, size_t* smem_bytes) {
 }
 
 // Whether these kernels cover the geometry (stride 1 is the caller's business).
-inline bool supported(const Shape& g) {
+inline bool supported(const Shape& g, size_t smem_limit = kSmemMax) {
   if (g.S < kMinWidth || g.S > kMaxWidth || g.S % 2 == 0 || g.R < 1 || g.dh < 1 || g.dw < 1) return false;
   if (g.N < 1 || g.C < 1 || g.Ho < 1 || g.Wo < 1 || g.H < 1 || g.W < 1) return false;
   size_t a = 0, b = 0;
-  choose_tile(g, false, &a);
-  choose_tile(g, true, &b);
+  choose_tile(g, false, &a, smem_limit);
+  choose_tile(g, true, &b, smem_limit);
   if (!a || !b) return false;
   const Tile t = make_tile(g, 1, 1, 8);
   const double tiles = double(g.N) * t.tiles_h * t.tiles_w;
@@ -400,9 +402,9 @@ inline Shape input_grad_shape(const Shape& g) {
 // workspace: forward_workspace(g) floats. Returns the launch error.
 template <class T>
 cudaError_t forward(T* y, const T* x, const T* w, const T* bias, const Shape& g, bool flip, float* workspace,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, size_t smem_limit = kSmemMax) {
   size_t smem = 0;
-  Tile t = choose_tile(g, false, &smem);
+  Tile t = choose_tile(g, false, &smem, smem_limit);
   if (!smem) return cudaErrorInvalidValue;
   t.vec = quad_aligned(g.C, x, x);
   const int taps = g.R * g.S;
@@ -423,8 +425,9 @@ cudaError_t forward(T* y, const T* x, const T* w, const T* bias, const Shape& g,
 
 // dx from dy (w [C, R, S]); workspace: forward_workspace(g) floats.
 template <class T>
-cudaError_t input_grad(T* dx, const T* dy, const T* w, const Shape& g, float* workspace, cudaStream_t stream) {
-  return forward<T>(dx, dy, w, nullptr, input_grad_shape(g), true, workspace, stream);
+cudaError_t input_grad(T* dx, const T* dy, const T* w, const Shape& g, float* workspace, cudaStream_t stream,
+                       size_t smem_limit = kSmemMax) {
+  return forward<T>(dx, dy, w, nullptr, input_grad_shape(g), true, workspace, stream, smem_limit);
 }
 
 // Launch plan of the weight gradient: the tile, the splits of the tile list and the partial buffer size.
@@ -436,9 +439,9 @@ struct WeightPlan {
   size_t workspace = 0;  // floats
 };
 
-inline WeightPlan weight_plan(const Shape& g, int sm_count) {
+inline WeightPlan weight_plan(const Shape& g, int sm_count, size_t smem_limit = kSmemMax) {
   WeightPlan p;
-  p.tile = choose_tile(g, true, &p.smem);
+  p.tile = choose_tile(g, true, &p.smem, smem_limit);
   p.rows = row_split(g);
   const int64_t tiles = int64_t(g.N) * p.tile.tiles_h * p.tile.tiles_w;
   const int64_t cgroups = (g.C + kLanes - 1) / kLanes;
