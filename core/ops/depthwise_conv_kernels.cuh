@@ -49,6 +49,7 @@ constexpr int kLanes = 32;     // channels per block
 constexpr int kMaxWarps = 8;         // warps per forward block
 constexpr int kMaxWeightWarps = 16;  // warps per weight-gradient block (one per kernel row up to R = 16)
 constexpr int kMinWidth = 3, kMaxWidth = 31;
+constexpr int kStageUnroll = 4;      // staging loads in flight per thread
 
 // Stride-1 depthwise geometry: in [N, H, W, C], kernel R x S, out [N, Ho, Wo, C].
 struct Shape {
@@ -90,14 +91,24 @@ template <class T>
 __device__ void stage_tile(float* __restrict__ dst, const T* __restrict__ src, int n, int h0, int w0, int rows,
                            int cols, uint32_t cols_magic, int H, int W, int C, int c0, bool vec) {
   if (vec) {
-    const int total = rows * cols * (kLanes / 4);
-    for (int e = threadIdx.x; e < total; e += blockDim.x) {
-      const int pix = e >> 3, c = c0 + 4 * (e & 7);
-      const int r = int(__umulhi(uint32_t(pix), cols_magic)), q = pix - r * cols;
-      const int h = h0 + r, w = w0 + q;
-      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (h >= 0 && h < H && w >= 0 && w < W && c < C) v = load4(src + ((int64_t(n) * H + h) * W + w) * C + c);
-      reinterpret_cast<float4*>(dst)[e] = v;
+    // kStageUnroll loads in flight per thread before their stores: the small kernels are bound by this
+    // copy, and a few warps per SM with one load each would leave HBM idle.
+    const int total = rows * cols * (kLanes / 4), step = int(blockDim.x);
+    for (int e0 = threadIdx.x; e0 < total; e0 += kStageUnroll * step) {
+      float4 v[kStageUnroll];
+#pragma unroll
+      for (int u = 0; u < kStageUnroll; ++u) {
+        const int e = e0 + u * step;
+        const int pix = e >> 3, c = c0 + 4 * (e & 7);
+        const int r = int(__umulhi(uint32_t(pix), cols_magic)), q = pix - r * cols;
+        const int h = h0 + r, w = w0 + q;
+        v[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (e < total && h >= 0 && h < H && w >= 0 && w < W && c < C)
+          v[u] = load4(src + ((int64_t(n) * H + h) * W + w) * C + c);
+      }
+#pragma unroll
+      for (int u = 0; u < kStageUnroll; ++u)
+        if (e0 + u * step < total) reinterpret_cast<float4*>(dst)[e0 + u * step] = v[u];
     }
     return;
   }

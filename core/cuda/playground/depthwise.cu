@@ -8,7 +8,8 @@
 //       per thread along W in a register sliding window, weight gradient with per-warp kernel rows (at
 //       most 8 per block) and fixed-order split partials; staging one channel per thread.
 //   v3: the kernels of core/ops/depthwise_conv_kernels.cuh (the ones conv2d uses): v2 plus 4-channel
-//       vector staging without integer division, 8 or 16 outputs per thread picked by the tile cost model,
+//       vector staging without integer division and with 4 loads in flight per thread, 8 or 16 outputs per
+//       thread picked by the tile cost model,
 //       up to 16 warps (kernel rows) per weight-gradient block so R = 13 stages each tile once.
 // Build and run:  ninja -C build playground_depthwise && ./build/playground_depthwise
 // Exit status 1 when a version disagrees with the reference. Times: median of 20 runs (v1: 5) after a
