@@ -139,7 +139,8 @@ template <class T, int S, int OW>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     forward_kernel(T* __restrict__ y, const T* __restrict__ x, const float* __restrict__ wt, const T* __restrict__ bias,
                    Shape g, Tile t) {
-  extern __shared__ float tile[];
+  extern __shared__ float4 forward_smem[];  // float4: 16-byte aligned for the vector staging stores
+  float* tile = reinterpret_cast<float*>(forward_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int c0 = blockIdx.y * kLanes, c = c0 + lane;
   int b = blockIdx.x;
@@ -188,7 +189,8 @@ template <class T, int S, int OW>
 __global__ void __launch_bounds__(kMaxWeightWarps * 32)
     weight_partial_kernel(float* __restrict__ partial, const T* __restrict__ dy, const T* __restrict__ x, Shape g,
                           Tile t, int rows_per_group, int parts) {
-  extern __shared__ float smem[];
+  extern __shared__ float4 weight_smem[];
+  float* smem = reinterpret_cast<float*>(weight_smem);
   float* xs = smem;
   float* ys = smem + t.in_rows * t.in_cols * kLanes;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
