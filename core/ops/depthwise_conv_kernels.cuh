@@ -29,8 +29,8 @@
 //   * the weight gradient stages the x tile + halo and the dy tile; each warp owns one kernel row r (a
 //     block covers up to 16 rows; more rows take more blocks) and keeps the S sums of its row in registers
 //     over every tile of its split of the N x tiles positions (same window trick: OW dy values and
-//     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate tile
-//     rows and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
+//     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate
+//     (output row, column group) items of each tile and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
 //     summed in split order by a second kernel: deterministic, no atomics.
 // Tile shapes are chosen per call by a small cost model (staged pixels vs computed outputs incl. the
 // columns wasted past the image border), under a shared-memory cap.
@@ -45,7 +45,7 @@
 
 namespace unirep::cuda::dwconv {
 
-constexpr int kLanes = 32;     // channels per block
+constexpr int kLanes = 32;           // channels per block
 constexpr int kMaxWarps = 8;         // warps per forward block
 constexpr int kMaxWeightWarps = 16;  // warps per weight-gradient block (one per kernel row up to R = 16)
 constexpr int kMinWidth = 3, kMaxWidth = 31;
