@@ -1,5 +1,7 @@
 // CUDA convolution (see core/ops/conv2d.h for the math and the layouts).
-//   depthwise: direct kernels, one thread per output (forward) or input (input gradient) element with
+//   depthwise, stride 1, odd kernel widths 3..31, float32/bf16/f16: the tiled kernels of
+//     core/ops/depthwise_conv.h (shared-memory tiles, register sliding windows).
+//   other depthwise (stride 2, even widths, float64): direct kernels, one thread per output (forward) or input (input gradient) element with
 //     the channel fastest, so a warp reads 32 consecutive channels of x, dy and the [R, S, C] weight.
 //     The weight gradient runs a block per (channel tile of 32, tap (r, s), split of the N Ho Wo
 //     positions): 8 rows of threads stride over the split's positions, a shared-memory sum combines
@@ -20,6 +22,7 @@
 #include "core/cuda/context.h"
 #include "core/cuda/cudnn.h"
 #include "core/ops/conv2d.h"
+#include "core/ops/depthwise_conv.h"
 
 namespace unirep::cuda {
 
@@ -399,6 +402,10 @@ void add_bias(const Tensor& y, const Tensor& bias) {
 }  // namespace
 
 void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeometry& g) {
+  if (depthwise_tiled_supported(g, x.dtype())) {
+    depthwise_tiled_forward(y, x, w, bias, g);
+    return;
+  }
   if (g.depthwise()) {
     Tensor wt = weight_rsc(w, g);
     const int64_t total = y.numel();
@@ -415,6 +422,10 @@ void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 }
 
 void conv2d_backward_input(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvGeometry& g) {
+  if (depthwise_tiled_supported(g, dy.dtype())) {
+    depthwise_tiled_backward_input(dx, dy, w, g);
+    return;
+  }
   if (g.depthwise()) {
     Tensor wt = weight_rsc(w, g);
     const int64_t total = dx.numel();
@@ -429,6 +440,10 @@ void conv2d_backward_input(const Tensor& dx, const Tensor& dy, const Tensor& w, 
 }
 
 void conv2d_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
+  if (depthwise_tiled_supported(g, dy.dtype())) {
+    depthwise_tiled_backward_weight(dw, dy, x, g);
+    return;
+  }
   if (g.depthwise()) {
     channel_reduce(dw, dy, x, g, g.R * g.S, g.C, g.N * g.Ho * g.Wo);
     return;

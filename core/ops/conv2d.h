@@ -3,7 +3,9 @@
 // (cross-correlation; taps outside the input read zero padding).
 //
 // Three paths:
-//   depthwise (groups == C == K): direct kernels on both devices. The weight is first transposed to
+//   depthwise (groups == C == K), CUDA, stride 1, odd kernel widths 3..31, float32/bf16/f16: the tiled
+//     kernels of core/ops/depthwise_conv.h (shared-memory tiles, register sliding windows).
+//   depthwise otherwise: direct kernels on both devices. The weight is first transposed to
 //     [R, S, C] so the channel dim is contiguous in every operand and the inner loops / the threads of a
 //     warp run over C. The input gradient is a gather (each dx element sums the taps that read it), so
 //     it needs no atomics; the weight gradient is a reduction over N Ho Wo per (r, s, c), done as

@@ -1,0 +1,105 @@
+// Tensor-level entry points of the tiled depthwise kernels (core/ops/depthwise_conv_kernels.cuh): geometry
+// checks, dtype dispatch, workspaces from the tensor allocator, launches on the op stream.
+#include <climits>
+
+#include "core/cuda/check.h"
+#include "core/cuda/context.h"
+#include "core/ops/depthwise_conv.h"
+#include "core/ops/depthwise_conv_kernels.cuh"
+
+namespace unirep::cuda {
+
+namespace {
+
+bool fits_int(int64_t v) { return v >= INT_MIN && v <= INT_MAX; }
+
+bool to_shape(const ConvGeometry& g, dwconv::Shape* s) {
+  for (int64_t v : {g.N, g.H, g.W, g.C, g.R, g.S, g.Ho, g.Wo, g.ph, g.pw, g.dh, g.dw})
+    if (!fits_int(v)) return false;
+  if (!fits_int(g.N * g.H * g.W) || !fits_int(g.R * g.S * g.C)) return false;
+  *s = dwconv::Shape{int(g.N), int(g.H), int(g.W), int(g.C), int(g.R), int(g.S),
+                     int(g.Ho), int(g.Wo), int(g.ph), int(g.pw), int(g.dh), int(g.dw)};
+  return true;
+}
+
+dwconv::Shape shape_of(const ConvGeometry& g) {
+  dwconv::Shape s{};
+  UNIREP_CHECK(to_shape(g, &s), "depthwise conv: geometry does not fit the tiled kernels' int indexing");
+  return s;
+}
+
+template <class F> void dispatch_storage(DType dt, const F& f) {
+  switch (dt) {
+    case DType::Float32: f(float{}); break;
+    case DType::BFloat16: f(bf16{}); break;
+    case DType::Float16: f(f16{}); break;
+    default: throw Error(std::string("depthwise conv: tiled kernels take float32/bfloat16/float16, got ") + dtype_name(dt));
+  }
+}
+
+int sm_count() {
+  int n = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_device()));
+  return n;
+}
+
+// The current device's opt-in shared memory per block; without a device (host-only callers) the kernels'
+// own cap, with the failed query's error cleared so no later launch check reports it.
+size_t smem_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    cudaGetLastError();
+    return dwconv::kSmemMax;
+  }
+  return size_t(bytes);
+}
+
+Tensor float_workspace(size_t floats, Device device) {
+  return Tensor::empty({int64_t(floats > 0 ? floats : 1)}, DType::Float32, device);
+}
+
+}  // namespace
+
+bool depthwise_tiled_supported(const ConvGeometry& g, DType dtype) {
+  if (!g.depthwise() || g.sh != 1 || g.sw != 1) return false;
+  if (dtype != DType::Float32 && dtype != DType::BFloat16 && dtype != DType::Float16) return false;
+  dwconv::Shape s{};
+  const size_t limit = smem_limit();
+  if (!to_shape(g, &s) || !dwconv::supported(s, limit)) return false;
+  // The input gradient runs the forward on the mirrored geometry; it must fit too.
+  return dwconv::supported(dwconv::input_grad_shape(s), limit);
+}
+
+void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
+                             const ConvGeometry& g) {
+  const dwconv::Shape s = shape_of(g);
+  Tensor ws = float_workspace(dwconv::forward_workspace(s), x.device());
+  dispatch_storage(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    CUDA_CHECK(dwconv::forward<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+                                  s, false, ws.data<float>(), stream(), smem_limit()));
+  });
+}
+
+void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvGeometry& g) {
+  const dwconv::Shape s = shape_of(g);
+  Tensor ws = float_workspace(dwconv::forward_workspace(s), dy.device());
+  dispatch_storage(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    CUDA_CHECK(dwconv::input_grad<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), s, ws.data<float>(), stream(),
+                                     smem_limit()));
+  });
+}
+
+void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
+  const dwconv::Shape s = shape_of(g);
+  const dwconv::WeightPlan plan = dwconv::weight_plan(s, sm_count(), smem_limit());
+  Tensor ws = float_workspace(plan.workspace, dy.device());
+  dispatch_storage(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    CUDA_CHECK(dwconv::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(), stream()));
+  });
+}
+
+}  // namespace unirep::cuda
