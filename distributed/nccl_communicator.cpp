@@ -81,6 +81,19 @@ struct NcclCommunicator::State {
   cudaStream_t comm_stream = nullptr;
   std::unique_ptr<Watchdog> watchdog;
 
+  // Runs the NCCL call `enqueue` watched as a host-blocking collective: the first collective of a
+  // kind sets up its connections inside the call (NCCL's lazy runtime connect), which waits for the
+  // peers on the host, so a peer that never joins must be caught there too (seen: a stalled rank).
+  template <class F>
+  void enqueue_watched(const std::string& op, F&& enqueue) {
+    struct Watched {
+      Watchdog& dog;
+      uint64_t id;
+      ~Watched() { dog.end(id); }  // also when the call throws
+    } watched{*watchdog, watchdog->begin(op)};
+    enqueue();
+  }
+
   // Watches the work queued on `stream` so far as collective `op`; returns its completion event.
   std::shared_ptr<Event> watch(std::string op, cudaStream_t stream) {
     auto done = std::make_shared<Event>(stream);
@@ -143,16 +156,22 @@ void NcclCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   ncclDataType_t type = nccl_type("all_reduce", t, cuda_device_);
   ncclRedOp_t nop = nccl_op(op, t);
   cudaStream_t stream = cuda::stream(cuda_device_);
-  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, state_->comm.load(), stream));
-  state_->watch(detail::concat("all_reduce ", reduce_op_name(op), " of ", t.str()), stream);
+  const std::string what = detail::concat("all_reduce ", reduce_op_name(op), " of ", t.str());
+  state_->enqueue_watched(what, [&] {
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, state_->comm.load(), stream));
+  });
+  state_->watch(what, stream);
 }
 
 void NcclCommunicator::broadcast(Tensor& t, int root) {
   ncclDataType_t type = nccl_type("broadcast", t, cuda_device_);
   UNIREP_CHECK(root >= 0 && root < size_, "NCCL broadcast: root ", root, " outside a world of ", size_);
   cudaStream_t stream = cuda::stream(cuda_device_);
-  NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, root, state_->comm.load(), stream));
-  state_->watch(detail::concat("broadcast from rank ", root, " of ", t.str()), stream);
+  const std::string what = detail::concat("broadcast from rank ", root, " of ", t.str());
+  state_->enqueue_watched(what, [&] {
+    NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, root, state_->comm.load(), stream));
+  });
+  state_->watch(what, stream);
 }
 
 void NcclCommunicator::barrier() {
@@ -177,8 +196,11 @@ std::unique_ptr<PendingCollective> NcclCommunicator::all_reduce_async(Tensor& t,
   cudaStream_t compute = cuda::stream(cuda_device_);
   Event ready(compute);
   CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, ready.event, 0));
-  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, s.comm.load(), s.comm_stream));
-  auto done = s.watch(detail::concat("all_reduce_async ", reduce_op_name(op), " of ", t.str()), s.comm_stream);
+  const std::string what = detail::concat("all_reduce_async ", reduce_op_name(op), " of ", t.str());
+  s.enqueue_watched(what, [&] {
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), type, nop, s.comm.load(), s.comm_stream));
+  });
+  auto done = s.watch(what, s.comm_stream);
   return std::make_unique<NcclPending>(std::move(done), compute);
 }
 

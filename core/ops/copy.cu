@@ -2,6 +2,7 @@
 #include "core/cuda/context.h"
 #include "core/generator.h"
 #include "core/ops/copy.h"
+#include "core/cuda/strided32.cuh"
 #include "core/ops/strided.h"
 
 namespace unirep::cuda {
@@ -12,6 +13,15 @@ template <class T>
 __global__ void strided_copy_kernel(T* dst, const T* src, int64_t n, StridedIndex<2> idx) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[2];
+    idx.offsets(i, off);
+    dst[off[0]] = src[off[1]];
+  }
+}
+
+template <class T>
+__global__ void strided_copy32_kernel(T* dst, const T* src, uint32_t n, StridedIndex32<2> idx) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    uint32_t off[2];
     idx.offsets(i, off);
     dst[off[0]] = src[off[1]];
   }
@@ -42,8 +52,13 @@ unsigned grid(int64_t n) { return std::min<unsigned>(blocks_for(n), 65535u * 8u)
 
 template <class T> void strided_copy_t(const Tensor& dst, const Tensor& src) {
   auto idx = make_strided_index<2>(dst.shape(), {&dst.strides(), &src.strides()});
-  strided_copy_kernel<T><<<grid(dst.numel()), kThreads, 0, stream()>>>(
-      static_cast<T*>(dst.data_ptr()), static_cast<const T*>(src.data_ptr()), dst.numel(), idx);
+  StridedIndex32<2> idx32;
+  if (to_strided_index32(idx, dst.numel(), &idx32))
+    strided_copy32_kernel<T><<<grid(dst.numel()), kThreads, 0, stream()>>>(
+        static_cast<T*>(dst.data_ptr()), static_cast<const T*>(src.data_ptr()), uint32_t(dst.numel()), idx32);
+  else
+    strided_copy_kernel<T><<<grid(dst.numel()), kThreads, 0, stream()>>>(
+        static_cast<T*>(dst.data_ptr()), static_cast<const T*>(src.data_ptr()), dst.numel(), idx);
   CUDA_CHECK_LAUNCH();
 }
 
