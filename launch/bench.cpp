@@ -11,7 +11,8 @@
 //          deploy structure (UniRepLKNet::reparameterized, what `unirep reparam` writes).
 // Timing: --warmup steps (they also fill the caching allocator), a device synchronize, the peak
 // memory counter reset, then --steps steps queued without any host synchronisation, then another
-// synchronize. ms/step = elapsed / steps; img/s = batch * steps / elapsed. The peak is the caching
+// synchronize. ms/step = elapsed / steps; img/s = batch * steps / elapsed; host ms/step = the time
+// to queue the steps (the GPU is launch-bound when it is close to ms/step). The peak is the caching
 // allocator's peak of memory held by tensors over the timed steps (torch.cuda.max_memory_allocated
 // measures the same); "reserved" is what the allocator holds from cudaMalloc at the end. The CPU
 // has no such counter: there the JSON's peak_mem_bytes and reserved_bytes are null.
@@ -215,6 +216,9 @@ int command_bench(int argc, char** argv) {
   if (device.is_cuda()) cuda_reset_peak_stats(device.index);
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o.steps; ++i) step();
+  // How long the host took to queue the steps: close to the total when the GPU waits for the host
+  // (launch-bound), well under it when the GPU is the bottleneck.
+  const double host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -244,12 +248,14 @@ int command_bench(int argc, char** argv) {
   }
   const std::vector<double> img_per_s = gather(*comm, double(o.batch * o.steps) / seconds);
   const std::vector<double> ms_per_step = gather(*comm, 1e3 * seconds / double(o.steps));
+  const std::vector<double> host_ms_per_step = gather(*comm, 1e3 * host_seconds / double(o.steps));
   const std::vector<int64_t> peaks = gather(*comm, peak_bytes), reserved = gather(*comm, reserved_bytes);
   if (rank != 0) return 0;
 
   double total = 0, slowest_ms = 0;
   for (double v : img_per_s) total += v;
   for (double v : ms_per_step) slowest_ms = std::max(slowest_ms, v);
+  const double host_ms = *std::max_element(host_ms_per_step.begin(), host_ms_per_step.end());
   const int64_t peak = *std::max_element(peaks.begin(), peaks.end());
   const int64_t most_reserved = *std::max_element(reserved.begin(), reserved.end());
   if (o.json) {
@@ -266,6 +272,7 @@ int command_bench(int argc, char** argv) {
                         {"img_per_s", total},
                         {"per_rank_img_per_s", img_per_s},
                         {"ms_per_step", slowest_ms},
+                        {"host_ms_per_step", host_ms},
                         {"peak_mem_bytes", device.is_cuda() ? nlohmann::json(peak) : nlohmann::json(nullptr)},
                         {"reserved_bytes", device.is_cuda() ? nlohmann::json(most_reserved) : nlohmann::json(nullptr)},
                         {"device", device.str()},
@@ -278,8 +285,8 @@ int command_bench(int argc, char** argv) {
     if (world > 1)
       std::printf(", %d ranks (%s%s)", world, comm->backend().c_str(),
                   train ? (o.no_comm ? ", no gradient all-reduce" : ", gradients all-reduced") : "");
-    std::printf(": %.1f img/s, %.2f ms/step over %lld steps after %lld warm-up", total, slowest_ms,
-                (long long)o.steps, (long long)o.warmup);
+    std::printf(": %.1f img/s, %.2f ms/step (host queueing %.2f ms/step) over %lld steps after %lld warm-up", total,
+                slowest_ms, host_ms, (long long)o.steps, (long long)o.warmup);
     if (device.is_cuda())
       std::printf(", peak memory %.2f GiB (reserved %.2f GiB)", double(peak) / double(1 << 30),
                   double(most_reserved) / double(1 << 30));

@@ -3,6 +3,7 @@
 // Contiguous operands take a grid-stride loop over flat indices; others decode offsets through
 // StridedIndex (dims merged where possible), in 32 bits where they fit (core/cuda/strided32.cuh). Launched on the device's stream.
 #pragma once
+#include <typeinfo>
 #include <utility>
 
 #include "core/cuda/check.h"
@@ -70,7 +71,8 @@ void cuda_elementwise(const Tensor& out, F f, const Ins&... ins) {
       elementwise_strided_kernel<scalar_t, NIN><<<blocks, kThreads, 0, stream()>>>(
           out.data<scalar_t>(), in, f, n, idx, std::make_index_sequence<NIN>{});
   }
-  CUDA_CHECK_LAUNCH();
+  CUDA_CHECK(cudaGetLastError());
+  if (profiling()) profile_mark_functor(typeid(F).name());
 }
 
 }  // namespace unirep::cuda

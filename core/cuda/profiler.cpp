@@ -1,6 +1,9 @@
 #include "core/cuda/profiler.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -15,6 +18,7 @@ namespace {
 struct Mark {
   const char* site;
   cudaEvent_t event;
+  bool functor = false;  // site is a mangled functor type
 };
 std::vector<Mark> g_marks;
 std::vector<cudaEvent_t> g_free_events;
@@ -38,13 +42,30 @@ std::string short_site(const char* site) {
   }
   return site;
 }
-}  // namespace
+// "elementwise: unirep::cuda::gelu_forward" out of nvcc's lambda wrapper
+// __nv_dl_wrapper_t<__nv_dl_tag<void (*)(...), &unirep::cuda::gelu_forward, 1u>, ...>.
+std::string functor_site(const char* mangled) {
+  int status = 0;
+  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string name = status == 0 && text ? text : mangled;
+  std::free(text);
+  const size_t amp = name.find('&');
+  if (amp != std::string::npos) {
+    const size_t end = name.find_first_of(",>", amp);
+    name = name.substr(amp + 1, end == std::string::npos ? std::string::npos : end - amp - 1);
+  }
+  return "elementwise: " + name;
+}
 
-void profile_mark(const char* site) {
-  Mark m{site, take_event()};
+void record(const char* site, bool functor) {
+  Mark m{site, take_event(), functor};
   CUDA_CHECK(cudaEventRecord(m.event, stream()));
   g_marks.push_back(m);
 }
+}  // namespace
+
+void profile_mark(const char* site) { record(site, false); }
+void profile_mark_functor(const char* mangled_type) { record(mangled_type, true); }
 
 void start_profiling() {
   for (Mark& m : g_marks) g_free_events.push_back(m.event);
@@ -60,7 +81,7 @@ std::vector<ProfileEntry> stop_profiling() {
   for (size_t i = 1; i < g_marks.size(); ++i) {
     float ms = 0;
     CUDA_CHECK(cudaEventElapsedTime(&ms, g_marks[i - 1].event, g_marks[i].event));
-    ProfileEntry& e = by_site[short_site(g_marks[i].site)];
+    ProfileEntry& e = by_site[g_marks[i].functor ? functor_site(g_marks[i].site) : short_site(g_marks[i].site)];
     e.ms += ms;
     ++e.launches;
   }

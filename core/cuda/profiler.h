@@ -15,9 +15,13 @@ namespace unirep::cuda {
 extern bool g_profiling;
 inline bool profiling() { return g_profiling; }
 void profile_mark(const char* site);
+// A mark named by the mangled type of the launched functor (typeid(F).name()): the elementwise loops
+// serve every pointwise op from one launch site, and nvcc's wrapper of a __device__ lambda carries
+// the enclosing function (e.g. unirep::cuda::gelu_forward), which the report shows instead.
+void profile_mark_functor(const char* mangled_type);
 
 struct ProfileEntry {
-  std::string site;  // "core/ops/conv2d.cu:406"
+  std::string site;  // "core/ops/conv2d.cu:406", or the function whose lambda an elementwise loop ran
   double ms = 0;     // summed over the launches
   int64_t launches = 0;
 };
