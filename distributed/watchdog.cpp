@@ -58,20 +58,31 @@ void Watchdog::poll_completions() {
   while (!stop_) {
     wake_.wait_for(lock, poll);
     if (stop_) break;
-    // The backend's queries (cudaEventQuery, ncclCommGetAsyncError) run without the lock: they can
-    // block behind a stuck GPU, and then check_deadlines() must still see the entries age.
+    // Nothing that can call into the backend runs under the lock: the queries (cudaEventQuery,
+    // ncclCommGetAsyncError) and the destruction of retired entries (cudaEventDestroy) can block
+    // behind a stuck GPU, and check_deadlines() needs the lock to fire (seen on two H100s: a
+    // stalled NCCL peer left this thread in cudaEventDestroy).
     std::vector<std::pair<uint64_t, std::function<bool()>>> polled;
     for (const Entry& e : pending_)
       if (e.done) polled.emplace_back(e.id, e.done);
     lock.unlock();
-    std::string error = async_error_ ? async_error_() : std::string();
+    const std::string error = async_error_ ? async_error_() : std::string();
     std::vector<uint64_t> finished;
     for (auto& [id, done] : polled)
       if (done()) finished.push_back(id);
+    polled.clear();
+    std::list<Entry> retired;
     lock.lock();
     if (!error.empty())
       fail(detail::concat("rank ", rank_, ": ", error, " (after collective #", next_id_ - 1, "); aborting"));
-    pending_.remove_if([&](const Entry& e) { return std::find(finished.begin(), finished.end(), e.id) != finished.end(); });
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      auto next = std::next(it);
+      if (std::find(finished.begin(), finished.end(), it->id) != finished.end()) retired.splice(retired.end(), pending_, it);
+      it = next;
+    }
+    lock.unlock();
+    retired.clear();
+    lock.lock();
   }
 }
 

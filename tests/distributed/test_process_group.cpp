@@ -126,6 +126,27 @@ TEST(WatchdogDeathTest, FiresWhileAPollBlocks) {
       testing::ExitedWithCode(1), "rank 0: all_reduce_async avg of float32\\[8\\] cuda:0 did not complete within 0.3 s");
 }
 
+// Retiring a finished GPU collective destroys its event, which can block too (cudaEventDestroy did,
+// behind the same stalled peer): that must not hold up the deadline of the collective still pending.
+TEST(WatchdogDeathTest, FiresWhileRetiringAFinishedCollectiveBlocks) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  struct BlocksWhenDestroyed {
+    ~BlocksWhenDestroyed() {
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  };
+  EXPECT_EXIT(
+      {
+        Watchdog dog(1, 0.3, {});
+        auto event = std::make_shared<BlocksWhenDestroyed>();
+        dog.track("all_reduce_async avg of float32[4] cuda:0", [event] { return true; });
+        event.reset();
+        dog.track("all_reduce_async avg of float32[8] cuda:0", [] { return false; });
+        std::this_thread::sleep_for(std::chrono::seconds(5));
+      },
+      testing::ExitedWithCode(1), "rank 1: all_reduce_async avg of float32\\[8\\] cuda:0 did not complete within 0.3 s");
+}
+
 TEST(Watchdog, QuietWhileCollectivesComplete) {
   Watchdog dog(0, 0.05, [] { std::abort(); });
   std::atomic<int> polls{0};
