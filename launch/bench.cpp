@@ -228,14 +228,16 @@ int command_bench(int argc, char** argv) {
     cuda::start_profiling();
     for (int64_t i = 0; i < profiled; ++i) step();
     const std::vector<cuda::ProfileEntry> sites = cuda::stop_profiling();
-    double total_ms = 0;
-    for (const cuda::ProfileEntry& e : sites) total_ms += e.ms;
+    double total_ms = 0, total_host_ms = 0;
+    for (const cuda::ProfileEntry& e : sites) total_ms += e.ms, total_host_ms += e.host_ms;
     if (rank == 0) {
-      std::fprintf(stderr, "GPU time per step by launch site (%lld profiled steps, %.2f ms/step in all):\n",
-                   (long long)profiled, total_ms / double(profiled));
-      std::fprintf(stderr, "%10s %6s %9s  %s\n", "ms/step", "%", "launches", "site");
+      std::fprintf(stderr,
+                   "time per step by launch site (%lld profiled steps; GPU %.2f ms/step, host %.2f ms/step in all):\n",
+                   (long long)profiled, total_ms / double(profiled), total_host_ms / double(profiled));
+      std::fprintf(stderr, "%10s %6s %12s %9s  %s\n", "GPU ms", "%", "host ms", "launches", "site");
       for (size_t i = 0; i < sites.size() && i < 40; ++i)
-        std::fprintf(stderr, "%10.3f %6.1f %9lld  %s\n", sites[i].ms / double(profiled), 100 * sites[i].ms / total_ms,
+        std::fprintf(stderr, "%10.3f %6.1f %12.3f %9lld  %s\n", sites[i].ms / double(profiled),
+                     100 * sites[i].ms / total_ms, sites[i].host_ms / double(profiled),
                      (long long)(sites[i].launches / profiled), sites[i].site.c_str());
     }
   }

@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -19,6 +20,7 @@ struct Mark {
   const char* site;
   cudaEvent_t event;
   bool functor = false;  // site is a mangled functor type
+  std::chrono::steady_clock::time_point host;
 };
 std::vector<Mark> g_marks;
 std::vector<cudaEvent_t> g_free_events;
@@ -58,7 +60,7 @@ std::string functor_site(const char* mangled) {
 }
 
 void record(const char* site, bool functor) {
-  Mark m{site, take_event(), functor};
+  Mark m{site, take_event(), functor, std::chrono::steady_clock::now()};
   CUDA_CHECK(cudaEventRecord(m.event, stream()));
   g_marks.push_back(m);
 }
@@ -83,6 +85,7 @@ std::vector<ProfileEntry> stop_profiling() {
     CUDA_CHECK(cudaEventElapsedTime(&ms, g_marks[i - 1].event, g_marks[i].event));
     ProfileEntry& e = by_site[g_marks[i].functor ? functor_site(g_marks[i].site) : short_site(g_marks[i].site)];
     e.ms += ms;
+    e.host_ms += std::chrono::duration<double, std::milli>(g_marks[i].host - g_marks[i - 1].host).count();
     ++e.launches;
   }
   for (Mark& m : g_marks) g_free_events.push_back(m.event);

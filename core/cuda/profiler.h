@@ -4,7 +4,10 @@
 // work it queued. Consecutive events bracket that work, so the time between an event and the one
 // before it is charged to the event's call site (file:line). Idle gaps on the stream, where the GPU
 // waited for the host, are charged to the next site: in a host-bound region the report shows it as
-// time of small kernels. The events are pooled; off, a mark costs one branch.
+// time of small kernels. Each mark also takes the host clock, so the host time spent between two
+// marks (autograd, allocation, argument checks, the launch itself) is charged to the later site in
+// the same way: where it exceeds the GPU time, the host is what the step waits for. The events are
+// pooled; off, a mark costs one branch.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,7 +25,8 @@ void profile_mark_functor(const char* mangled_type);
 
 struct ProfileEntry {
   std::string site;  // "core/ops/conv2d.cu:406", or the function whose lambda an elementwise loop ran
-  double ms = 0;     // summed over the launches
+  double ms = 0;       // GPU time, summed over the launches
+  double host_ms = 0;  // host time since the previous mark, summed likewise
   int64_t launches = 0;
 };
 // Starts a profile on the current device (drops any previous one).

@@ -31,6 +31,7 @@ TEST(CudaProfiler, ChargesEveryLaunchToItsSite) {
   double total_ms = 0;
   for (const cuda::ProfileEntry& e : sites) {
     EXPECT_GE(e.ms, 0) << e.site;
+    EXPECT_GE(e.host_ms, 0) << e.site;
     launches += e.launches, total_ms += e.ms;
   }
   EXPECT_EQ(launches, 10) << "one elementwise kernel per add";
