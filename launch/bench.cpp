@@ -14,8 +14,9 @@
 // synchronize. ms/step = elapsed / steps; img/s = batch * steps / elapsed; host ms/step = the time
 // to queue the steps (the GPU is launch-bound when it is close to ms/step). The peak is the caching
 // allocator's peak of memory held by tensors over the timed steps (torch.cuda.max_memory_allocated
-// measures the same); "reserved" is what the allocator holds from cudaMalloc at the end. The CPU
-// has no such counter: there the JSON's peak_mem_bytes and reserved_bytes are null.
+// measures the same); "reserved" is what the allocator holds from cudaMalloc at the end, and a
+// cudaMalloc inside the timed steps means the allocator had not reached its steady state. The CPU
+// has no such counters: there peak_mem_bytes, reserved_bytes and cuda_mallocs_in_timed_steps are null.
 //
 // Under mpirun/srun every rank runs the same step on its own batch (--batch is per rank), starting
 // from rank 0's weights; in train mode the GradientReducer averages the gradients during backward,
@@ -214,6 +215,8 @@ int command_bench(int argc, char** argv) {
   synchronize(device);
   comm->barrier();
   if (device.is_cuda()) cuda_reset_peak_stats(device.index);
+  // cudaMalloc inside the timed steps would mean the caching allocator has not reached a steady state.
+  const int64_t mallocs_before = device.is_cuda() ? cuda_allocator_stats(device.index).cuda_malloc_calls : 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o.steps; ++i) step();
   // How long the host took to queue the steps: close to the total when the GPU waits for the host
@@ -242,16 +245,18 @@ int command_bench(int argc, char** argv) {
     }
   }
 
-  int64_t peak_bytes = 0, reserved_bytes = 0;
+  int64_t peak_bytes = 0, reserved_bytes = 0, timed_mallocs = 0;
   if (device.is_cuda()) {
     const CudaAllocatorStats stats = cuda_allocator_stats(device.index);
     peak_bytes = stats.peak_allocated_bytes;
     reserved_bytes = stats.reserved_bytes;
+    timed_mallocs = stats.cuda_malloc_calls - mallocs_before;
   }
   const std::vector<double> img_per_s = gather(*comm, double(o.batch * o.steps) / seconds);
   const std::vector<double> ms_per_step = gather(*comm, 1e3 * seconds / double(o.steps));
   const std::vector<double> host_ms_per_step = gather(*comm, 1e3 * host_seconds / double(o.steps));
   const std::vector<int64_t> peaks = gather(*comm, peak_bytes), reserved = gather(*comm, reserved_bytes);
+  const std::vector<int64_t> mallocs = gather(*comm, timed_mallocs);
   if (rank != 0) return 0;
 
   double total = 0, slowest_ms = 0;
@@ -277,6 +282,9 @@ int command_bench(int argc, char** argv) {
                         {"host_ms_per_step", host_ms},
                         {"peak_mem_bytes", device.is_cuda() ? nlohmann::json(peak) : nlohmann::json(nullptr)},
                         {"reserved_bytes", device.is_cuda() ? nlohmann::json(most_reserved) : nlohmann::json(nullptr)},
+                        {"cuda_mallocs_in_timed_steps",
+                         device.is_cuda() ? nlohmann::json(*std::max_element(mallocs.begin(), mallocs.end()))
+                                          : nlohmann::json(nullptr)},
                         {"device", device.str()},
                         {"no_comm", o.no_comm}};
     std::printf("%s\n", j.dump().c_str());
@@ -290,8 +298,9 @@ int command_bench(int argc, char** argv) {
     std::printf(": %.1f img/s, %.2f ms/step (host queueing %.2f ms/step) over %lld steps after %lld warm-up", total,
                 slowest_ms, host_ms, (long long)o.steps, (long long)o.warmup);
     if (device.is_cuda())
-      std::printf(", peak memory %.2f GiB (reserved %.2f GiB)", double(peak) / double(1 << 30),
-                  double(most_reserved) / double(1 << 30));
+      std::printf(", peak memory %.2f GiB (reserved %.2f GiB), %lld cudaMalloc calls in the timed steps",
+                  double(peak) / double(1 << 30), double(most_reserved) / double(1 << 30),
+                  (long long)*std::max_element(mallocs.begin(), mallocs.end()));
     std::printf("\n");
     if (world > 1)
       for (int r = 0; r < world; ++r)
