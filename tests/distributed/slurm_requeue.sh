@@ -2,12 +2,13 @@
 # The requeue path of the real batch template launch/slurm/train.sbatch, on the throw-away single-node
 # Slurm of slurm_ci.sh (its functions, its environment variables, its skip rules: exit 77).
 #
-#   slurm_requeue.sh all CONFIG [--set KEY=VALUE ...]   start + drill + stop (stop always runs)
-#   slurm_requeue.sh run CONFIG [--set KEY=VALUE ...]   the drill on a Slurm that slurm_ci.sh start brought up
+#   slurm_requeue.sh all CONFIG --set train.max_steps=N [--set KEY=VALUE ...]   start + drill + stop (stop always runs)
+#   slurm_requeue.sh run CONFIG --set train.max_steps=N [--set KEY=VALUE ...]   the drill on a Slurm that
+#                                                                                slurm_ci.sh start brought up
 #
-# The drill: CONFIG with the --set keys (SECTION.KEY only) becomes one config file; two jobs of the
-# template (sbatch options override its #SBATCH lines: 1 node x 2 tasks, --gpus-per-node=0 since the
-# node has no GRES, 1 CPU per task) run it into two run folders. Once the first job's metrics.jsonl
+# The drill: two jobs of the template (sbatch options override its #SBATCH lines: 1 node x 2 tasks,
+# --gpus-per-node=0 since the node has no GRES, 1 CPU per task) train CONFIG with the --set keys (passed
+# through the template's ARGS; train.max_steps must be among them) into two run folders. Once the first job's metrics.jsonl
 # shows step PROGRESS_STEP, `scancel --signal=USR1 --batch` does what `--signal=B:USR1@120` does near
 # the time limit: the template's handler runs `scontrol requeue`, Slurm SIGTERMs the tasks, the trainer
 # stops at the next step with a checkpoint of it and the job starts again (restart 1) from there.
@@ -29,43 +30,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 TEMPLATE=$(realpath "$here/../../launch/slurm/train.sbatch")
 PROGRESS_STEP=${PROGRESS_STEP:-6}
 
-derive_config() {  # BASE OUT SECTION.KEY=VALUE...: BASE with those keys replaced, or added to their section
-  local base=$1 out=$2 kv
-  shift 2
-  for kv in "$@"; do
-    [[ $kv =~ ^[a-z_]+\.[a-z_]+= ]] || fail "--set $kv: expected SECTION.KEY=VALUE"
-  done
-  awk -v sets="$(printf '%s\n' "$@")" '
-    BEGIN {
-      n = split(sets, kv, "\n")
-      for (i = 1; i <= n; i++) {
-        if (kv[i] == "") continue
-        eq = index(kv[i], "="); k = substr(kv[i], 1, eq - 1); dot = index(k, ".")
-        val[k] = substr(kv[i], eq + 1); sec[k] = substr(k, 1, dot - 1); name[k] = substr(k, dot + 1); order[++m] = k
-      }
-    }
-    function add_missing(s,   i, k) {
-      for (i = 1; i <= m; i++) { k = order[i]; if (sec[k] == s && !(k in done)) { print "  " name[k] ": " val[k]; done[k] = 1 } }
-    }
-    /^[a-z_]+:/ { add_missing(section); section = substr($1, 1, length($1) - 1); print; next }
-    section != "" && /^  [a-z_]+:/ {
-      k = section "." substr($1, 1, length($1) - 1)
-      if (k in val) { print "  " name[k] ": " val[k]; done[k] = 1; next }
-    }
-    { print }
-    END {
-      add_missing(section)
-      for (i = 1; i <= m; i++) if (!(order[i] in done)) { print sec[order[i]] ":"; add_missing(sec[order[i]]) }
-    }' "$base" >"$out" || fail "cannot write $out"
-}
-
-config_value() {  # FILE SECTION.KEY -> the value in a config written by derive_config
-  awk -v s="${2%%.*}" -v k="${2#*.}" '/^[a-z_]+:/ { in_s = ($1 == s ":") } in_s && $1 == k ":" { print $2 }' "$1"
-}
-
-submit_template() {  # NAME CONFIG RUN_DIR -> job id; the template with CONFIG, RUN_DIR and UNIREP exported
+submit_template() {  # NAME CONFIG RUN_DIR ARGS -> job id; the template with CONFIG, RUN_DIR, ARGS and UNIREP exported
   # the ranks talk through shared memory only (no TCP listener); one thread each on the 2 cores
-  CONFIG=$2 RUN_DIR=$3 UNIREP=$UNIREP OMPI_MCA_btl=self,vader OMP_NUM_THREADS=1 in_ns timeout 30 \
+  CONFIG=$2 RUN_DIR=$3 ARGS=$4 UNIREP=$UNIREP OMPI_MCA_btl=self,vader OMP_NUM_THREADS=1 in_ns timeout 30 \
     sbatch --parsable --job-name="$1" --nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1 \
     --chdir="$D/jobs" --output="$D/jobs/%x-%j.out" "$TEMPLATE" || fail "sbatch of $TEMPLATE failed"
 }
@@ -83,25 +50,23 @@ check() {  # WHAT CONDITION...: counts a failed check
 do_drill() {
   [ $# -ge 1 ] || fail "needs a config"
   [ -x "$UNIREP" ] || fail "no unirep binary at $UNIREP (set SLURM_CI_UNIREP)"
-  local base=$1 sets=() t0=$SECONDS
+  local config=$(realpath "$1") args="" total="" t0=$SECONDS
   shift
   while [ $# -gt 0 ]; do
-    [ "$1" = --set ] && [ $# -ge 2 ] || fail "expected --set KEY=VALUE, got '$1'"
-    sets+=("$2")
+    [ "$1" = --set ] && [ $# -ge 2 ] && [[ $2 != *" "* ]] || fail "expected --set KEY=VALUE (no spaces), got '$1 ${2:-}'"
+    args+=" --set $2"
+    [[ $2 == train.max_steps=* ]] && total=${2#*=}
     shift 2
   done
   UNIREP=$(realpath "$UNIREP")
-  local config=$D/jobs/requeue.yaml requeued_dir=$D/jobs/run-requeued reference_dir=$D/jobs/run-reference
+  local requeued_dir=$D/jobs/run-requeued reference_dir=$D/jobs/run-reference
   rm -rf "$requeued_dir" "$reference_dir"
-  derive_config "$base" "$config" "${sets[@]}"
-  local total
-  total=$(config_value "$config" train.max_steps)
   [[ $total =~ ^[0-9]+$ ]] && [ "$total" -gt "$PROGRESS_STEP" ] ||
-    fail "train.max_steps must be set and above PROGRESS_STEP=$PROGRESS_STEP"
+    fail "--set train.max_steps=N is needed, above PROGRESS_STEP=$PROGRESS_STEP"
 
   local requeued reference log step state="" stop_step resume_step
-  requeued=$(submit_template unirep-requeued "$config" "$requeued_dir")
-  reference=$(submit_template unirep-reference "$config" "$reference_dir")
+  requeued=$(submit_template unirep-requeued "$config" "$requeued_dir" "$args")
+  reference=$(submit_template unirep-reference "$config" "$reference_dir" "$args")
   log=$D/jobs/unirep-requeued-$requeued.out
   say "job $requeued (to be requeued) and job $reference (reference): $TEMPLATE, $total steps each"
   for _ in $(seq $((JOB_TIMEOUT * 10))); do
@@ -155,5 +120,5 @@ case ${1:-} in
     do_start
     do_drill "$@"
     ;;
-  *) echo "usage: $0 run|all CONFIG [--set SECTION.KEY=VALUE ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 run|all CONFIG --set train.max_steps=N [--set KEY=VALUE ...]" >&2; exit 2 ;;
 esac
