@@ -192,9 +192,7 @@ int run_bandwidth(const std::string& backend, const std::string& device_name, do
       synchronize();
       const double local = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       // The slowest rank's time is the collective's.
-      std::vector<double> seconds(size_t(size), 0.0);
-      seconds[size_t(rank)] = local;
-      if (size > 1) seconds = all_reduce_sum(*comm, seconds);
+      const std::vector<double> seconds = all_gather(*comm, local);
       const double time = *std::max_element(seconds.begin(), seconds.end()) / double(iters);
       const double algbw = double(bytes) / time / 1e9, busbw = algbw * 2.0 * double(size - 1) / double(size);
       if (rank == 0)

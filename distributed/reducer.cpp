@@ -202,6 +202,12 @@ template <class T> std::vector<T> all_reduce_host(Communicator& comm, const std:
   comm.all_reduce(t, ReduceOp::Sum);
   return t.to_vector<T>();
 }
+
+template <class T> std::vector<T> gather_by_sum(Communicator& comm, T value) {
+  std::vector<T> slots(size_t(comm.size()), T(0));
+  slots[size_t(comm.rank())] = value;
+  return comm.size() > 1 ? all_reduce_host(comm, slots) : slots;
+}
 }  // namespace
 
 std::vector<int64_t> all_reduce_sum(Communicator& comm, const std::vector<int64_t>& values) {
@@ -211,5 +217,8 @@ std::vector<int64_t> all_reduce_sum(Communicator& comm, const std::vector<int64_
 std::vector<double> all_reduce_sum(Communicator& comm, const std::vector<double>& values) {
   return all_reduce_host(comm, values);
 }
+
+std::vector<int64_t> all_gather(Communicator& comm, int64_t value) { return gather_by_sum(comm, value); }
+std::vector<double> all_gather(Communicator& comm, double value) { return gather_by_sum(comm, value); }
 
 }  // namespace unirep

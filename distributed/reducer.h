@@ -76,5 +76,9 @@ void broadcast_module_state(Communicator& comm, Module& module, int root = 0);
 // loss sums as float64), reduced in one collective on comm.device() and returned on the host.
 std::vector<int64_t> all_reduce_sum(Communicator& comm, const std::vector<int64_t>& values);
 std::vector<double> all_reduce_sum(Communicator& comm, const std::vector<double>& values);
+// Every rank's value, indexed by rank, on every rank (each rank fills its own slot of a zero vector;
+// the slots are then summed): timings and memory figures reported by rank 0.
+std::vector<int64_t> all_gather(Communicator& comm, int64_t value);
+std::vector<double> all_gather(Communicator& comm, double value);
 
 }  // namespace unirep

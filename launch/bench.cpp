@@ -116,14 +116,6 @@ void synchronize(Device device) {
   if (device.is_cuda()) cuda::synchronize(device.index);
 }
 
-// Every rank's value at its own index, summed over the ranks: all ranks' values on every rank.
-template <class T>
-std::vector<T> gather(Communicator& comm, T value) {
-  std::vector<T> slots(size_t(comm.size()), T(0));
-  slots[size_t(comm.rank())] = value;
-  return comm.size() > 1 ? all_reduce_sum(comm, slots) : slots;
-}
-
 }  // namespace
 
 const char* bench_usage() {
@@ -252,11 +244,11 @@ int command_bench(int argc, char** argv) {
     reserved_bytes = stats.reserved_bytes;
     timed_mallocs = stats.cuda_malloc_calls - mallocs_before;
   }
-  const std::vector<double> img_per_s = gather(*comm, double(o.batch * o.steps) / seconds);
-  const std::vector<double> ms_per_step = gather(*comm, 1e3 * seconds / double(o.steps));
-  const std::vector<double> host_ms_per_step = gather(*comm, 1e3 * host_seconds / double(o.steps));
-  const std::vector<int64_t> peaks = gather(*comm, peak_bytes), reserved = gather(*comm, reserved_bytes);
-  const std::vector<int64_t> mallocs = gather(*comm, timed_mallocs);
+  const std::vector<double> img_per_s = all_gather(*comm, double(o.batch * o.steps) / seconds);
+  const std::vector<double> ms_per_step = all_gather(*comm, 1e3 * seconds / double(o.steps));
+  const std::vector<double> host_ms_per_step = all_gather(*comm, 1e3 * host_seconds / double(o.steps));
+  const std::vector<int64_t> peaks = all_gather(*comm, peak_bytes), reserved = all_gather(*comm, reserved_bytes);
+  const std::vector<int64_t> mallocs = all_gather(*comm, timed_mallocs);
   if (rank != 0) return 0;
 
   double total = 0, slowest_ms = 0;

@@ -44,9 +44,6 @@ std::string signal_name(int signal) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
     case SIGUSR1: return "SIGUSR1";
-    case SIGUSR2: return "SIGUSR2";
-    case SIGHUP: return "SIGHUP";
-    case SIGKILL: return "SIGKILL";
   }
   return "signal " + std::to_string(signal);
 }

@@ -20,7 +20,7 @@ class StopSignals {
   int received() const;
 };
 
-// "SIGTERM", "SIGINT", "SIGUSR1", ... ("signal N" for others).
+// "SIGTERM", "SIGINT", "SIGUSR1" (the stop signals), "signal N" for others.
 std::string signal_name(int signal);
 
 }  // namespace unirep

@@ -377,7 +377,9 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     ck.config_yaml = resolved_yaml;
     return ck;
   };
+  int64_t checkpointed_step = -1;  // the step of the newest step checkpoint this run wrote
   auto save_step_checkpoint = [&]() {
+    checkpointed_step = step;
     if (!is_main) return;
     write_checkpoint(step_checkpoint_path(run_dir, step), make_checkpoint());
     prune_checkpoints(run_dir, c.checkpoint.keep_last);
@@ -543,10 +545,11 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       }
       if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps == 0 && step < total_steps)
         save_step_checkpoint();
-      stop_signal = int(comm->max_over_ranks(stop_signals.received()));
-      if (stop_signal != 0 && step < total_steps) break;
+      // At the last step a signal changes nothing: the run ends anyway (on every rank alike).
+      if (step < total_steps) stop_signal = int(comm->max_over_ranks(stop_signals.received()));
+      if (stop_signal != 0) break;
     }
-    if (stop_signal != 0 && step < total_steps) break;
+    if (stop_signal != 0) break;
     if (micro < micro_batches) break;  // max_steps reached mid-epoch
     epoch_complete = true;
     if (step >= total_steps) break;  // the final eval and checkpoint follow
@@ -559,8 +562,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   result.rank = rank;
   result.world_size = world;
 
-  if (stop_signal != 0 && step < total_steps) {
-    save_step_checkpoint();
+  if (stop_signal != 0) {
+    if (checkpointed_step != step) save_step_checkpoint();  // unless the periodic one was of this step
     comm->barrier();  // no rank exits (srun --kill-on-bad-exit) before rank 0's checkpoint is on disk
     if (is_main) {
       std::printf("%s received: stopping at step %lld of %lld; checkpoint %s written, continue with --resume auto\n",
