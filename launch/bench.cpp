@@ -125,7 +125,7 @@ const char* bench_usage() {
          "       throughput of UniRepLKNet-V (1000 classes) on a synthetic batch: the trainer's step (train) or\n"
          "       an eval forward (infer; --deploy: re-parameterised). Under mpirun/srun data parallel, --batch per\n"
          "       rank; --no-comm skips the gradient all-reduce. --json: one JSON object on rank 0. --profile: then\n"
-         "       GPU time per launch site over a few more steps (core/cuda/profiler.h), on stderr\n";
+         "       GPU and host time per launch site over a few more steps (core/cuda/profiler.h), on stderr\n";
 }
 
 int command_bench(int argc, char** argv) {
@@ -217,7 +217,15 @@ int command_bench(int argc, char** argv) {
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // A few more steps with every launch timed (the events cost a little): where the step's time goes.
+  int64_t peak_bytes = 0, reserved_bytes = 0, timed_mallocs = 0;
+  if (device.is_cuda()) {
+    const CudaAllocatorStats stats = cuda_allocator_stats(device.index);
+    peak_bytes = stats.peak_allocated_bytes;
+    reserved_bytes = stats.reserved_bytes;
+    timed_mallocs = stats.cuda_malloc_calls - mallocs_before;
+  }
+  // A few more steps with every launch timed (the events cost a little), after the figures above were
+  // read: where the step's time goes.
   if (o.profile && device.is_cuda()) {
     const int64_t profiled = std::min<int64_t>(o.steps, 5);
     cuda::start_profiling();
@@ -237,13 +245,6 @@ int command_bench(int argc, char** argv) {
     }
   }
 
-  int64_t peak_bytes = 0, reserved_bytes = 0, timed_mallocs = 0;
-  if (device.is_cuda()) {
-    const CudaAllocatorStats stats = cuda_allocator_stats(device.index);
-    peak_bytes = stats.peak_allocated_bytes;
-    reserved_bytes = stats.reserved_bytes;
-    timed_mallocs = stats.cuda_malloc_calls - mallocs_before;
-  }
   const std::vector<double> img_per_s = all_gather(*comm, double(o.batch * o.steps) / seconds);
   const std::vector<double> ms_per_step = all_gather(*comm, 1e3 * seconds / double(o.steps));
   const std::vector<double> host_ms_per_step = all_gather(*comm, 1e3 * host_seconds / double(o.steps));
