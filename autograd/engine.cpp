@@ -33,11 +33,24 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : Node("Accumul
   output_meta.push_back({leaf_->shape, leaf_->dtype, leaf_->storage->device});
 }
 
+namespace {
+// A first gradient nobody else references (the usual case: a backward function's fresh result)
+// becomes the leaf's .grad as it is, as in torch: one copy launch less per parameter and step.
+bool owns_whole_storage(const Tensor& g, const Tensor& leaf) {
+  return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() && !g.grad_fn() &&
+         g.offset() == 0 && g.is_contiguous() && g.dtype() == leaf.dtype() && g.shape() == leaf.shape() &&
+         g.device() == leaf.device() && g.storage()->nbytes == size_t(g.numel()) * g.element_size() &&
+         !g.storage()->pinned;
+}
+}  // namespace
+
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor leaf(leaf_);
-  Tensor g = grads[0];
+  Tensor g = std::move(grads[0]);
   AutogradMeta& meta = leaf_->autograd_meta();
-  if (!meta.grad.defined()) {
+  if (!meta.grad.defined() && owns_whole_storage(g, leaf)) {
+    meta.grad = std::move(g);
+  } else if (!meta.grad.defined()) {
     Tensor fresh = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
     fresh.copy_(g);
     meta.grad = fresh;

@@ -115,6 +115,45 @@ TEST(Elementwise, BroadcastRunsMatchElementLoop) {
     for (int64_t j = 0; j < 300; ++j) ASSERT_EQ(got[size_t(i * 300 + j)], tv[size_t(j * 500 + i)] * vv[size_t(j)]);
 }
 
+// The CUDA loop's layouts (core/cuda/loops.cuh): the 16-byte vector loop over contiguous and NHWC
+// broadcast operands, and the per-element fallbacks (an inner dim not a multiple of the vector width,
+// an operand off 16-byte alignment, a transposed operand). Add and Mul round the same float sums and
+// products on both devices, so they agree bitwise; GELU within a few ulps of the CPU's erf.
+TEST(Elementwise, CudaLoopLayoutsMatchCpu) {
+  UNIREP_SKIP_WITHOUT_CUDA();
+  struct Case {
+    Shape a, b;
+    int64_t a_offset;  // elements sliced off the front of a's storage: misaligned when not a multiple of 8
+    bool transpose_a;
+  };
+  const std::vector<Case> cases = {{{1024, 24}, {1024, 24}, 0, false},   {{4, 7, 9, 80}, {80}, 0, false},
+                                   {{4, 7, 9, 80}, {4, 1, 1, 80}, 0, false}, {{4, 7, 9, 80}, {4, 7, 9, 1}, 0, false},
+                                   {{4, 1, 1, 64}, {4, 6, 6, 64}, 0, false}, {{3, 5, 13}, {13}, 0, false},
+                                   {{64, 40}, {40}, 1, false},               {{64, 40}, {64, 40}, 8, false},
+                                   {{40, 64}, {40}, 0, true}};
+  Generator gen(5);
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float64}) {
+    for (const Case& c : cases) {
+      const Shape stored = c.transpose_a ? Shape{c.a[1], c.a[0]} : c.a;
+      Tensor flat = Tensor::randn({shape_numel(stored) + c.a_offset}, gen, DType::Float32).to(dt);
+      Tensor a = flat.slice(0, c.a_offset, c.a_offset + shape_numel(stored)).reshape(stored);
+      if (c.transpose_a) a = a.transpose(0, 1);
+      Tensor b = Tensor::randn(c.b, gen, DType::Float32).to(dt);
+      Tensor ag = a.cuda(), bg = b.cuda();
+      const std::string what = std::string(dtype_name(dt)) + " " + shape_str(c.a) + " with " + shape_str(c.b);
+      EXPECT_EQ(mul(ag, bg).cpu().to(DType::Float64).to_vector<double>(), mul(a, b).to(DType::Float64).to_vector<double>())
+          << "mul " << what;
+      EXPECT_EQ(add(bg, ag).cpu().to(DType::Float64).to_vector<double>(), add(b, a).to(DType::Float64).to_vector<double>())
+          << "add " << what;
+      std::vector<double> want = gelu(a).to(DType::Float64).to_vector<double>();
+      std::vector<double> got = gelu(ag).cpu().to(DType::Float64).to_vector<double>();
+      const double tol = dt == DType::BFloat16 ? 1e-2 : dt == DType::Float32 ? 1e-6 : 1e-14;
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << " at " << i;
+    }
+  }
+}
+
 TEST(Elementwise, BadInputNamesOpAndShapes) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});
   try {
