@@ -1,5 +1,6 @@
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
+#include "core/cuda/loops.cuh"
 #include "core/generator.h"
 #include "core/ops/copy.h"
 #include "core/cuda/strided32.cuh"
@@ -24,6 +25,27 @@ __global__ void strided_copy32_kernel(T* dst, const T* src, uint32_t n, StridedI
     uint32_t off[2];
     idx.offsets(i, off);
     dst[off[0]] = src[off[1]];
+  }
+}
+
+// 16 bytes per thread step, for the layouts of the elementwise vector loop (core/cuda/loops.cuh):
+// e.g. a bias expanded over the rows of a linear's output, a transposed block of whole rows.
+template <class T>
+__global__ void vector_copy_kernel(T* dst, const T* src, uint32_t nvec, StridedIndex32<2> idx, bool src_broadcast) {
+  constexpr int V = 16 / int(sizeof(T));
+  using Vec = VecOf<T, V>;
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
+    uint32_t off[2];
+    idx.offsets(i * uint32_t(V), off);
+    Vec v;
+    if (src_broadcast) {
+      const T s = src[off[1]];
+#pragma unroll
+      for (int j = 0; j < V; ++j) v.v[j] = s;
+    } else {
+      v = *reinterpret_cast<const Vec*>(src + off[1]);
+    }
+    *reinterpret_cast<Vec*>(dst + off[0]) = v;
   }
 }
 
@@ -53,6 +75,17 @@ unsigned grid(int64_t n) { return std::min<unsigned>(blocks_for(n), 65535u * 8u)
 template <class T> void strided_copy_t(const Tensor& dst, const Tensor& src) {
   auto idx = make_strided_index<2>(dst.shape(), {&dst.strides(), &src.strides()});
   StridedIndex32<2> idx32;
+  constexpr int V = 16 / int(sizeof(T));
+  const void* ptrs[2] = {dst.data_ptr(), src.data_ptr()};
+  uint32_t src_broadcast = 0;
+  if (vector_loop_layout(idx, dst.numel(), ptrs, V, int(sizeof(T)), &idx32, &src_broadcast)) {
+    const int64_t nvec = dst.numel() / V;
+    vector_copy_kernel<T><<<grid(nvec), kThreads, 0, stream()>>>(static_cast<T*>(dst.data_ptr()),
+                                                                 static_cast<const T*>(src.data_ptr()),
+                                                                 uint32_t(nvec), idx32, src_broadcast != 0);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   if (to_strided_index32(idx, dst.numel(), &idx32))
     strided_copy32_kernel<T><<<grid(dst.numel()), kThreads, 0, stream()>>>(
         static_cast<T*>(dst.data_ptr()), static_cast<const T*>(src.data_ptr()), uint32_t(dst.numel()), idx32);

@@ -187,6 +187,33 @@ TEST(Cuda, CopiesAndRandomMatchTheHost) {
   EXPECT_EQ(sum(f.to(DType::Float32)).item(), 1500.0);
 }
 
+// Strided copies on the GPU, vector path (core/ops/copy.cu: a bias expanded over rows, a per-row
+// scalar expanded along the rows, a permute that keeps whole rows) and per-element fallbacks (odd
+// row length, misaligned slice, a transpose), for every element size.
+TEST(Cuda, StridedCopiesMatchTheHost) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Generator gen(3);
+  for (DType dt : {DType::Float64, DType::Float32, DType::BFloat16, DType::UInt8}) {
+    auto values = [&](const Shape& shape) { return Tensor::rand(shape, gen, 0.0, 200.0).to(dt); };
+    Tensor row = values({48}), col = values({37, 1}), t = values({6, 5, 40}), odd = values({9, 13});
+    Tensor flat = values({2001});
+    auto check = [&](const std::string& what, const Tensor& host_view, const Tensor& dev_view) {
+      EXPECT_EQ(dev_view.contiguous().cpu().to(DType::Float64).to_vector<double>(),
+                host_view.contiguous().to(DType::Float64).to_vector<double>())
+          << what << " " << dtype_name(dt);
+    };
+    check("bias over rows", row.expand({37, 48}), row.cuda().expand({37, 48}));
+    check("row scalars", col.expand({37, 48}), col.cuda().expand({37, 48}));
+    check("permute of whole rows", t.permute({1, 0, 2}), t.cuda().permute({1, 0, 2}));
+    check("odd rows", odd.expand({2, 9, 13}), odd.cuda().expand({2, 9, 13}));
+    check("misaligned", flat.slice(0, 1, 2001).reshape({50, 40}).permute({1, 0}),
+          flat.cuda().slice(0, 1, 2001).reshape({50, 40}).permute({1, 0}));
+    check("misaligned rows", flat.slice(0, 1, 1601).reshape({40, 40}).slice(1, 0, 32),
+          flat.cuda().slice(0, 1, 1601).reshape({40, 40}).slice(1, 0, 32));
+    check("transpose", t.transpose(0, 2), t.cuda().transpose(0, 2));
+  }
+}
+
 TEST(Cuda, CachingAllocatorReusesBlocks) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   {  // warm the cache with one block of each size the loop asks for
