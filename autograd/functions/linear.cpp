@@ -147,12 +147,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor x2 = x.detach().contiguous().view({rows, in_f});
   Tensor w = weight.detach().contiguous();
   Tensor y = Tensor::empty({rows, out_f}, x.dtype(), x.device());
-  GemmParams p{1, rows, out_f, in_f, false, true};  // y = x2 @ w^T
-  if (bias.defined()) {
-    y.copy_(bias.detach().expand({rows, out_f}));
-    p.beta = 1.0;
-  }
-  gemm(y, x2, w, p);
+  linear_gemm(y, x2, w, bias.defined() ? bias.detach().contiguous() : Tensor());
   y = y.view(concat_shape(lead, {out_f}));
 
   if (needs_grad({x, weight, bias})) {

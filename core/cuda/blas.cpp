@@ -13,6 +13,8 @@ namespace unirep::cuda {
 namespace {
 std::mutex g_blas_mutex;
 std::vector<cublasHandle_t> g_blas_handles;
+std::vector<BlasLt> g_blas_lt;
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // what cuBLAS itself reserves per handle on Hopper
 }  // namespace
 
 cublasHandle_t blas_handle(int device) {
@@ -39,6 +41,31 @@ cublasHandle_t blas_handle(int device) {
     h = created;  // never destroyed: lives until the process exits, like the streams
   }
   return h;
+}
+
+const BlasLt& blas_lt(int device) {
+  if (device < 0) device = current_device();
+  stream(device);  // validates the device index
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (g_blas_lt.empty()) g_blas_lt.resize(size_t(cuda_device_count()));
+  BlasLt& lt = g_blas_lt[size_t(device)];
+  if (!lt.handle) {
+    int prev = current_device();
+    CUDA_CHECK(cudaSetDevice(device));
+    BlasLt created;
+    try {
+      CUBLAS_CHECK(cublasLtCreate(&created.handle));
+      CUDA_CHECK(cudaMalloc(&created.workspace, kLtWorkspaceBytes));
+      created.workspace_bytes = kLtWorkspaceBytes;
+    } catch (...) {
+      if (created.handle) cublasLtDestroy(created.handle);
+      cudaSetDevice(prev);
+      throw;
+    }
+    CUDA_CHECK(cudaSetDevice(prev));
+    lt = created;  // kept until the process exits, like the cuBLAS handle
+  }
+  return lt;
 }
 
 }  // namespace unirep::cuda

@@ -3,7 +3,10 @@
 // use pure float32 math (CUBLAS_DEFAULT_MATH: no TF32), so float32 products match the CPU
 // reference; callers pick the compute type per call (CUBLAS_COMPUTE_32F, 64F for double).
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
+
+#include <cstddef>
 
 #include "core/error.h"
 
@@ -12,6 +15,15 @@ namespace unirep::cuda {
 // The handle of `device` (-1: the current device). The caller must have that device current when
 // it issues calls on the handle, as for every kernel launch.
 cublasHandle_t blas_handle(int device = -1);
+
+// cuBLASLt (the matmuls with fused epilogues, core/ops/matmul.h): the handle of `device` and its
+// workspace, allocated once and kept like the handle; both used only on that device's unirep stream.
+struct BlasLt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+const BlasLt& blas_lt(int device = -1);
 
 }  // namespace unirep::cuda
 

@@ -118,4 +118,22 @@ void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p
   });
 }
 
+void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  UNIREP_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1) && y.dim() == 2 && y.size(0) == x.size(0) &&
+                   y.size(1) == w.size(0),
+               "linear_gemm: expected y [rows, out], x [rows, in], w [out, in], got y ", shape_str(y.shape()), ", x ",
+               shape_str(x.shape()), ", w ", shape_str(w.shape()));
+  UNIREP_CHECK(x.is_contiguous() && w.is_contiguous() && y.is_contiguous(), "linear_gemm: operands must be contiguous");
+  const int64_t rows = x.size(0), out_f = w.size(0), in_f = w.size(1);
+  GemmParams p{1, rows, out_f, in_f, false, true};
+  if (bias.defined()) {
+    UNIREP_CHECK(bias.shape() == Shape{out_f} && bias.dtype() == y.dtype() && bias.device() == y.device(),
+                 "linear_gemm: bias ", bias.str(), " does not match y ", y.str());
+    if (y.is_cuda() && rows > 0 && out_f > 0 && in_f > 0 && cuda::linear_gemm_lt(y, x, w, bias)) return;
+    y.detach().copy_(bias.expand({rows, out_f}));
+    p.beta = 1.0;
+  }
+  gemm(y, x, w, p);
+}
+
 }  // namespace unirep

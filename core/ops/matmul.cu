@@ -4,6 +4,11 @@
 // leading dimensions are the row-major row lengths. Inputs and outputs in the tensor's dtype,
 // accumulation in float32 (CUBLAS_COMPUTE_32F; the handle forbids TF32) or float64 for double.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "core/cuda/blas.h"
 #include "core/cuda/check.h"
@@ -59,6 +64,97 @@ void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p
         CUBLAS_GEMM_DEFAULT));
     UNIREP_PROFILE_MARK();
   }
+}
+
+namespace {
+
+// Largest power of two (up to 256) dividing the address: cuBLASLt picks kernels for the alignment
+// it is promised, so each operand's real one is part of the plan's key.
+unsigned alignment_of(const void* p) {
+  unsigned a = 256;
+  while (a > 1 && reinterpret_cast<uintptr_t>(p) % a != 0) a >>= 1;
+  return a;
+}
+
+// One matmul plan per (device, dtype, extents, alignments): descriptors and the heuristic's first
+// algorithm, made once (the heuristic query costs far more than the matmul's launch). In the
+// column-major terms of cuBLASLt, D = y^T [out x rows] = op_T(w as [in x out]) * x^T [in x rows],
+// so m = out, n = rows, k = in, and the epilogue's bias of length m is the layer's bias.
+struct LinearPlan {
+  bool supported = false;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t, unsigned, unsigned, unsigned, unsigned>;
+std::mutex g_plan_mutex;
+std::map<PlanKey, LinearPlan> g_plans;
+
+LinearPlan make_plan(const BlasLt& lt, cudaDataType_t type, int64_t rows, int64_t out_f, int64_t in_f,
+                     const unsigned align[4]) {
+  LinearPlan plan;
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, type, uint64_t(in_f), uint64_t(out_f), in_f));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, type, uint64_t(in_f), uint64_t(rows), in_f));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, type, uint64_t(out_f), uint64_t(rows), out_f));
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t workspace = lt.workspace_bytes;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                                    sizeof(workspace)));
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t bytes = align[i];
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &bytes, sizeof(bytes)));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (status == CUBLAS_STATUS_SUCCESS && found > 0) {
+    plan.algo = result.algo;
+    plan.supported = true;
+  }
+  return plan;
+}
+
+}  // namespace
+
+bool linear_gemm_lt(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  if (y.dtype() == DType::Float64) return false;
+  const int64_t rows = x.size(0), out_f = w.size(0), in_f = w.size(1);
+  if (rows > INT_MAX || out_f > INT_MAX || in_f > INT_MAX) return false;
+  UNIREP_CHECK(y.device().index == current_device(), "linear_gemm: operands on ", y.device().str(),
+               " but the current device is cuda:", current_device());
+  const BlasLt& lt = blas_lt(y.device().index);
+  const cudaDataType_t type = cuda_dtype(y.dtype());
+  const unsigned align[4] = {alignment_of(w.data_ptr()), alignment_of(x.data_ptr()), alignment_of(y.data_ptr()),
+                             alignment_of(y.data_ptr())};
+  if (alignment_of(bias.data_ptr()) < 16) return false;
+  const PlanKey key{y.device().index, int(y.dtype()), rows, out_f, in_f, align[0], align[1], align[2], align[3]};
+  std::lock_guard<std::mutex> lock(g_plan_mutex);  // the bias pointer is set on the shared descriptor
+  auto it = g_plans.find(key);
+  if (it == g_plans.end()) it = g_plans.emplace(key, make_plan(lt, type, rows, out_f, in_f, align)).first;
+  const LinearPlan& plan = it->second;
+  if (!plan.supported) return false;
+  const void* bias_ptr = bias.data_ptr();
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr,
+                                              sizeof(bias_ptr)));
+  const float one = 1.0f, zero = 0.0f;
+  CUBLAS_CHECK(cublasLtMatmul(lt.handle, plan.desc, &one, w.data_ptr(), plan.a, x.data_ptr(), plan.b, &zero,
+                              y.data_ptr(), plan.d, y.data_ptr(), plan.d, &plan.algo, lt.workspace,
+                              lt.workspace_bytes, stream()));
+  UNIREP_PROFILE_MARK();
+  return true;
 }
 
 }  // namespace unirep::cuda

@@ -22,9 +22,19 @@ struct GemmParams {
 // tensor whose storage holds them, e.g. a contiguous [batch, m, k] or a single [m, k] with stride 0).
 void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
 
+// A linear layer's forward: y[rows, out] = x[rows, in] @ w[out, in]^T + bias[out] (bias may be
+// undefined); x, w, y contiguous, one dtype and device, bias too. On CUDA (float32, bf16, f16) one
+// cuBLASLt matmul adds the bias in its epilogue: no pass that writes the bias over every row first
+// and none that reads it back as C, which for the 4x-wide pwconv1 output of a UniRepLKNet block
+// are two passes over the block's largest tensor. Elsewhere, and where cuBLASLt offers no
+// algorithm: the bias copied into y, then gemm with beta = 1. Both round once, after the bias.
+void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias);
+
 namespace cuda {
 // Strides already resolved (no -1); dtypes and extents already validated.
 void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
+// linear_gemm with a bias through cuBLASLt; false (nothing queued) when it has no algorithm for it.
+bool linear_gemm_lt(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias);
 }  // namespace cuda
 
 }  // namespace unirep
