@@ -20,17 +20,19 @@ Tensor GradScaler::scale(const Tensor& loss) const { return o_.enabled ? mul_sca
 
 bool GradScaler::unscale_and_check(const std::vector<Tensor>& params) {
   if (!o_.enabled) return false;
-  Tensor found;
-  float inv_scale = float(1.0 / scale_);
+  std::vector<Tensor> grads;
   for (const Tensor& p : params) {
     Tensor g = p.defined() ? p.grad() : Tensor();
     if (!g.defined()) continue;
-    if (!found.defined()) found = Tensor::zeros({}, DType::Float32, g.device());
+    grads.push_back(g);
+  }
+  if (grads.empty()) return false;
+  Tensor found = Tensor::zeros({}, DType::Float32, grads[0].device());
+  for (const Tensor& g : grads)
     UNIREP_CHECK(g.device() == found.device(), "GradScaler::unscale_and_check: grads on ", found.device().str(),
                  " and ", g.device().str(), ", expected one device");
-    unscale_and_find_inf(g, inv_scale, found);
-  }
-  return found.defined() && found.item() != 0.0;
+  unscale_and_find_inf_multi(grads, float(1.0 / scale_), found);
+  return found.item() != 0.0;
 }
 
 void GradScaler::update(bool found_inf) {

@@ -1,5 +1,6 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -61,18 +62,23 @@ void Optimizer::run(double lr, const std::vector<double>& group_wd) {
   UNIREP_CHECK(lr >= 0, "Optimizer::step: lr must be >= 0, got ", lr);
   for (double wd : group_wd) UNIREP_CHECK(wd >= 0, "Optimizer::step: weight_decay must be >= 0, got ", wd);
   ++steps_;
+  std::vector<ParamUpdate> updates;
+  updates.reserve(params_.size());
+  std::vector<double> group_lr;
   size_t flat = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
+    group_lr.push_back(lr * groups_[g].lr_scale);
     for (const Tensor& p : groups_[g].params) {
       Tensor grad = p.grad();
       if (grad.defined()) {
         UNIREP_CHECK(grad.shape() == p.shape(), "Optimizer::step: the grad of '", names_[flat], "' has shape ",
                      shape_str(grad.shape()), ", the parameter ", shape_str(p.shape()));
-        update(flat, p, grad.is_contiguous() ? grad : grad.contiguous(), lr * groups_[g].lr_scale, group_wd[g]);
+        updates.push_back({flat, g, p, grad.is_contiguous() ? grad : grad.contiguous()});
       }
       ++flat;
     }
   }
+  apply(updates, group_lr, group_wd);
 }
 
 void Optimizer::zero_grad() {
@@ -144,8 +150,28 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double 
 
 void AdamW::step(double lr, double weight_decay) { run(lr, scheduled_weight_decay(weight_decay)); }
 
-void AdamW::update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) {
-  adamw_update(param, grad, state(0, flat), state(1, flat), AdamWUpdate::make(lr, wd, beta1_, beta2_, eps_, steps()));
+// CUDA parameters go to adamw_update_multi, one call per device (in training: one call), with one
+// functor per group.
+void AdamW::apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
+                  const std::vector<double>& group_wd) {
+  std::vector<AdamWUpdate> functors;
+  for (size_t g = 0; g < group_lr.size(); ++g)
+    functors.push_back(AdamWUpdate::make(group_lr[g], group_wd[g], beta1_, beta2_, eps_, steps()));
+  std::vector<Device> cuda_devices;
+  for (const ParamUpdate& u : updates) {
+    if (!u.param.is_cuda())
+      adamw_update(u.param, u.grad, state(0, u.flat), state(1, u.flat), functors[u.group]);
+    else if (std::find(cuda_devices.begin(), cuda_devices.end(), u.param.device()) == cuda_devices.end())
+      cuda_devices.push_back(u.param.device());
+  }
+  for (const Device& device : cuda_devices) {
+    cuda_batch_.clear();
+    for (const ParamUpdate& u : updates)
+      if (u.param.device() == device)
+        cuda_batch_.push_back({u.param, u.grad, state(0, u.flat), state(1, u.flat), u.group});
+    adamw_update_multi(cuda_batch_, functors);
+  }
+  cuda_batch_.clear();  // drop the grads' references until the next step
 }
 
 // ---------------------------------------------------------------- SGD
@@ -160,9 +186,13 @@ SGD::SGD(std::vector<ParamGroup> groups, double momentum, double dampening, bool
 
 void SGD::step(double lr, double weight_decay) { run(lr, scheduled_weight_decay(weight_decay)); }
 
-void SGD::update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) {
-  SgdUpdate f{float(lr), float(wd), float(momentum_), float(1.0 - dampening_), nesterov_, steps() == 1};
-  sgd_update(param, grad, momentum_ > 0 ? state(0, flat) : Tensor(), f);
+void SGD::apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
+                const std::vector<double>& group_wd) {
+  for (const ParamUpdate& u : updates) {
+    SgdUpdate f{float(group_lr[u.group]), float(group_wd[u.group]), float(momentum_), float(1.0 - dampening_),
+                nesterov_, steps() == 1};
+    sgd_update(u.param, u.grad, momentum_ > 0 ? state(0, u.flat) : Tensor(), f);
+  }
 }
 
 // ---------------------------------------------------------------- clipping

@@ -3,8 +3,10 @@
 //
 // A step gives group g the learning rate lr * lr_scale(g) and the weight decay passed to step() if
 // the group decays (weight_decay > 0), else 0; step(lr) uses each group's own weight_decay instead.
-// Parameters whose grad is undefined are skipped. Each update is one fused kernel per parameter
-// (optim/optimizer_kernels.h) on the parameter's device; nothing synchronises with the host.
+// Parameters whose grad is undefined are skipped. Updates are fused kernels (optim/optimizer_kernels.h)
+// on the parameters' device: AdamW updates the CUDA parameters of a step in a few multi-tensor
+// launches (bitwise the per-tensor result), CPU parameters and SGD one parameter at a time; nothing
+// synchronises with the host.
 //
 // State: per parameter and kind a float32 tensor of the parameter's shape on its device, created
 // zeroed at construction (AdamW "exp_avg", "exp_avg_sq"; SGD with momentum "momentum_buffer"), plus
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "optim/optimizer_kernels.h"
 #include "optim/param_groups.h"
 
 namespace unirep {
@@ -45,13 +48,19 @@ class Optimizer {
   // Creates one zeroed tensor per parameter for each kind (called once by the constructor of a
   // derived class).
   void add_state_kinds(const std::vector<std::string>& kinds);
+  // A parameter to update this step: its flat index (groups in order), its group, its grad (contiguous).
+  struct ParamUpdate {
+    size_t flat, group;
+    Tensor param, grad;
+  };
   // One optimizer step with weight decay group_wd[g] for group g: counts the step, then calls
-  // update() for every parameter that has a grad.
+  // apply() with every parameter that has a grad (flat order) and each group's lr (lr x lr_scale).
   void run(double lr, const std::vector<double>& group_wd);
   // The wd of every group for a scheduled value: `weight_decay` where the group decays, else 0.
   std::vector<double> scheduled_weight_decay(double weight_decay) const;
-  // Updates parameter `flat` (groups in order) at its group's lr and wd; t = steps() counts this step.
-  virtual void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) = 0;
+  // Updates the parameters at their group's lr and wd; t = steps() counts this step.
+  virtual void apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
+                     const std::vector<double>& group_wd) = 0;
   // The state tensor of kind `kind` (index into the kinds added) of parameter `flat`.
   const Tensor& state(size_t kind, size_t flat) const { return state_[kind][flat]; }
   NamedTensors export_state() const;
@@ -75,10 +84,12 @@ class AdamW : public Optimizer {
   void load_state_dict(const NamedTensors& state) override { import_state(state); }
 
  protected:
-  void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) override;
+  void apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
+             const std::vector<double>& group_wd) override;
 
  private:
   double beta1_, beta2_, eps_;
+  std::vector<AdamWTensors> cuda_batch_;  // reused each step (capacity only)
 };
 
 class SGD : public Optimizer {
@@ -90,7 +101,8 @@ class SGD : public Optimizer {
   void load_state_dict(const NamedTensors& state) override { import_state(state); }
 
  protected:
-  void update(size_t flat, const Tensor& param, const Tensor& grad, double lr, double wd) override;
+  void apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
+             const std::vector<double>& group_wd) override;
 
  private:
   double momentum_, dampening_;

@@ -65,6 +65,22 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
   });
 }
 
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors) {
+  if (tensors.empty()) return;
+  for (const AdamWTensors& t : tensors) {
+    check_like("adamw_update_multi", "param", t.param, t.param);
+    check_like("adamw_update_multi", "grad", t.grad, t.param);
+    check_like("adamw_update_multi", "exp_avg", t.exp_avg, t.param);
+    check_like("adamw_update_multi", "exp_avg_sq", t.exp_avg_sq, t.param);
+    UNIREP_CHECK(t.functor < functors.size(), "adamw_update_multi: functor index ", t.functor, " of ",
+                 functors.size(), " functors");
+    UNIREP_CHECK(t.param.device() == tensors[0].param.device(), "adamw_update_multi: params on ",
+                 tensors[0].param.device().str(), " and ", t.param.device().str(), ", expected one device");
+  }
+  if (tensors[0].param.is_cuda()) return cuda::adamw_update_multi(tensors, functors);
+  for (const AdamWTensors& t : tensors) adamw_update(t.param, t.grad, t.exp_avg, t.exp_avg_sq, functors[t.functor]);
+}
+
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdUpdate& f) {
   check_like("sgd_update", "param", param, param);
   check_like("sgd_update", "grad", grad, param);
@@ -107,6 +123,20 @@ void unscale_and_find_inf(const Tensor& grad, float inv_scale, const Tensor& fou
     }
     if (any) *found.data<float>() = 1.0f;
   });
+}
+
+void unscale_and_find_inf_multi(const std::vector<Tensor>& grads, float inv_scale, const Tensor& found) {
+  UNIREP_CHECK(found.defined() && found.dtype() == DType::Float32 && found.numel() == 1,
+               "unscale_and_find_inf_multi: found must be a float32 scalar, got ", found.defined() ? found.str() : "undefined");
+  for (const Tensor& g : grads) {
+    UNIREP_CHECK(g.defined() && is_floating(g.dtype()) && g.is_contiguous(),
+                 "unscale_and_find_inf_multi: every grad must be a contiguous floating tensor, got ",
+                 g.defined() ? g.str() : "an undefined one");
+    UNIREP_CHECK(g.device() == found.device(), "unscale_and_find_inf_multi: a grad on ", g.device().str(),
+                 ", found on ", found.device().str(), ", expected one device");
+  }
+  if (found.is_cuda()) return cuda::unscale_and_find_inf_multi(grads, inv_scale, found);
+  for (const Tensor& g : grads) unscale_and_find_inf(g, inv_scale, found);
 }
 
 void global_norm(const std::vector<Tensor>& grads, const Tensor& total) {

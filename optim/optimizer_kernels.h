@@ -8,7 +8,12 @@
 // Everything is float32 (the update maths too, as PyTorch's float32 kernels); the per-step scalars
 // (bias corrections, step size) are computed in double on the host from the host-side step count
 // and rounded to float once, so no kernel reads anything back and nothing synchronises.
-// Each kernel touches one tensor (CUDA: one launch per tensor), over contiguous memory.
+// adamw_update and unscale_and_find_inf touch one tensor (CUDA: one launch per tensor); their
+// *_multi forms take a list, which CUDA updates in a few multi-tensor launches (tables of up to
+// 64-128 tensors passed as the kernel argument, each block one fixed chunk of one tensor) that call
+// the same functors per element, so the results are bitwise those of the per-tensor calls. The CPU
+// forms of *_multi are loops over the per-tensor ones. global_norm and clip_by_norm are multi-tensor
+// on CUDA too.
 #pragma once
 #include <cmath>
 #include <vector>
@@ -70,6 +75,15 @@ struct EmaBlend {
 // param, grad, exp_avg, exp_avg_sq: float32, contiguous, same numel and device.
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                   const AdamWUpdate& f);
+// One parameter of a multi-tensor AdamW step; `functor` indexes the step's functor list (one per
+// param group: lr and weight decay differ between groups).
+struct AdamWTensors {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+  size_t functor = 0;
+};
+// adamw_update(t.param, t.grad, t.exp_avg, t.exp_avg_sq, functors[t.functor]) for every t, each
+// checked as there; all on one device.
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors);
 // momentum_buffer undefined: plain SGD (f.momentum must be 0).
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdUpdate& f);
 // ema and model: same shape, floating dtype and device.
@@ -77,6 +91,8 @@ void ema_update(const Tensor& ema, const Tensor& model, double decay);
 // grad: any floating dtype; found: a 0-d float32 tensor on grad's device, set to 1 where grad had an
 // inf/nan (checked before scaling, as torch._amp_foreach_non_finite_check_and_unscale_), else left.
 void unscale_and_find_inf(const Tensor& grad, float inv_scale, const Tensor& found);
+// unscale_and_find_inf for every grad (any mix of floating dtypes, all on found's device).
+void unscale_and_find_inf_multi(const std::vector<Tensor>& grads, float inv_scale, const Tensor& found);
 // total (0-d float32, grads' device) = sqrt(sum over grads of sum g^2), float32 accumulation in a
 // fixed order (deterministic). grads: float32, contiguous, one device.
 void global_norm(const std::vector<Tensor>& grads, const Tensor& total);
@@ -86,9 +102,11 @@ void clip_by_norm(const std::vector<Tensor>& grads, const Tensor& total, float m
 namespace cuda {
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                   const AdamWUpdate& f);
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors);
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdUpdate& f);
 void ema_update(const Tensor& ema, const Tensor& model, double decay);
 void unscale_and_find_inf(const Tensor& grad, float inv_scale, const Tensor& found);
+void unscale_and_find_inf_multi(const std::vector<Tensor>& grads, float inv_scale, const Tensor& found);
 void global_norm(const std::vector<Tensor>& grads, const Tensor& total);
 void clip_by_norm(const std::vector<Tensor>& grads, const Tensor& total, float max_norm);
 }  // namespace cuda
