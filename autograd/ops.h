@@ -9,6 +9,7 @@
 #include "autograd/functions/pool.h"
 #include "autograd/functions/random.h"
 #include "autograd/functions/reduce.h"
+#include "autograd/functions/scaled_residual.h"
 #include "autograd/functions/shape_ops.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"

@@ -72,22 +72,23 @@ UniRepLKNetBlock::UniRepLKNetBlock(int64_t dim, int64_t K, double drop_path_rate
   }
 }
 
-Tensor UniRepLKNetBlock::residual_branch(const Tensor& x, Generator& gen) {
+Tensor UniRepLKNetBlock::residual_branch(const Tensor& x) {
   Tensor y = lark ? lark->forward(x) : smak->forward(x);
   if (norm) y = norm->forward(y);
   y = se->forward(y);
   y = grn->forward(gelu(pwconv1->forward(y)));
   y = pwconv2->forward(y);
-  if (pwconv2_bn) y = pwconv2_bn->forward(y);
-  if (gamma.defined()) y = mul(y, gamma);
-  if (drop_path) y = drop_path->forward(y, gen);
-  return y;
+  return pwconv2_bn ? pwconv2_bn->forward(y) : y;
 }
 
 Tensor UniRepLKNetBlock::forward(const Tensor& x, Generator& gen) {
-  if (!with_cp) return add(x, residual_branch(x, gen));
-  return checkpoint([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{add(in[0], residual_branch(in[0], gen))}; },
-                    {x}, {&gen})[0];
+  // Layer scale, drop path and the residual add in one pass (autograd/functions/scaled_residual.h).
+  auto block = [&](const Tensor& in) {
+    const bool dropping = drop_path && drop_path->training();
+    return scaled_residual_add(in, residual_branch(in), gamma, dropping ? drop_path->rate : 0.0, dropping, gen);
+  };
+  if (!with_cp) return block(x);
+  return checkpoint([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{block(in[0])}; }, {x}, {&gen})[0];
 }
 
 }  // namespace unirep

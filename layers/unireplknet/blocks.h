@@ -45,7 +45,7 @@ class UniRepLKNetBlock : public Module {
   std::shared_ptr<DropPath> drop_path;         // rate > 0 only
 
  private:
-  Tensor residual_branch(const Tensor& x, Generator& gen);
+  Tensor residual_branch(const Tensor& x);  // up to pwconv2's batch norm: no layer scale, no drop path
   Container pwconv1_seq_, act_seq_, pwconv2_seq_;
 };
 
