@@ -1,13 +1,24 @@
 // Batch norm and layer norm, CUDA kernels (the math is in norm.h).
 //
-// Per-channel sums (batch norm statistics and gradients, layer norm dweight/dbias) are two-stage
-// and deterministic (no atomics): the positions of each channel are split into `nsplit` ranges,
-// each block writes one partial per (range, channel), and a small kernel adds the partials per
-// channel and finishes the per-channel math (mean, invstd, running stats, dweight/dbias).
-//   channel-last ([rows, C]): a block of 32 x 16 threads covers 32 consecutive channels (a warp
-//     reads one contiguous row piece) and loops over its row range, then reduces over threadIdx.y;
+// Per-channel reductions (batch norm statistics and gradients, layer norm dweight/dbias) are
+// two-stage and deterministic (no atomics): the positions of each channel are split into `nsplit`
+// ranges, each block writes one partial per (range, channel), and a finish kernel (a warp per
+// channel, the partials laid out [part][C][nsplit] so its loads are contiguous) combines the
+// partials in a fixed order and does the per-channel math (mean, invstd, running stats, dweight/dbias).
+//   channel-last ([rows, C], inner = 1): a thread owns V consecutive channels (V = 16 / sizeof(T):
+//     one 16-byte load per row; V = 1 when C % V != 0 or a pointer is not 16-byte aligned) and walks
+//     every rs-th row of its block's range. A block is tcv channel vectors x rs rows (tcv = C / V up to
+//     256, rs = 256 / tcv), so consecutive threads read one contiguous piece of rs whole rows; the
+//     rs per-thread results are combined by a fixed tree in shared memory;
 //   inner > 1 ([outer, C, inner]): a block per (channel, range) walks the range's positions, the
 //     contiguous inner positions on consecutive threads.
+// Batch norm statistics are one read of x: each thread keeps a Welford running mean and M2 of its
+// values per channel (robust to a large mean, unlike sums of x and x^2), blocks and then the finish
+// kernel merge (count, mean, M2) triples with Chan's formula, the finish in float64 around the first
+// partial's mean.
+// The batch norm elementwise passes over channel-last tensors use the same block shape: a thread
+// loads its V channels' mean/scale/bias once, then moves 16-byte vectors down the rows, four rows of
+// loads in flight. inner > 1 (and tensors of 2^31 elements or more) take a scalar grid-stride loop.
 // Layer norm: with inner == 1 a warp normalises one row (the row is kept in registers when
 // C <= 1024); with inner > 1 a thread normalises one (outer, inner) position, consecutive threads
 // on consecutive inner positions so every channel step is a coalesced load.
@@ -15,6 +26,9 @@
 // Kernels take the parameters' element type P apart from the input's T (float32 parameters next
 // to a bf16/f16 input, norm.h).
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "core/cuda/check.h"
@@ -26,15 +40,16 @@ namespace unirep::cuda {
 
 namespace {
 
-constexpr int kTileC = 32;          // channels per block, channel-last sums
-constexpr int kRowsY = 16;          // blockDim.y, channel-last sums
 constexpr int64_t kTargetBlocks = 1024;  // enough blocks to fill an H100 a few times over
+constexpr int kUnroll = 4;               // rows of vector loads in flight per thread, elementwise passes
 
 template <class T> const T* opt_data(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 template <class T> T* opt_mut(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 unsigned grid_stride_blocks(int64_t n) { return std::min<unsigned>(blocks_for(n), 132u * 16u); }
+bool fits_int32(int64_t n) { return n < (int64_t(1) << 31); }
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <class acc> __device__ __forceinline__ acc warp_sum(acc v) {
 #pragma unroll
@@ -42,189 +57,383 @@ template <class acc> __device__ __forceinline__ acc warp_sum(acc v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); the result is valid in thread 0.
-template <class acc> __device__ __forceinline__ acc block_sum(acc v, acc* shared) {
-  v = warp_sum(v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  const int nwarps = blockDim.x >> 5;
-  v = threadIdx.x < nwarps ? shared[threadIdx.x] : acc(0);
-  if (warp == 0) v = warp_sum(v);
-  __syncthreads();
-  return v;
+// ---------------------------------------------------------------- vectors
+
+template <class T> constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
+
+// V consecutive elements moved by one load/store (16 bytes when V = kVec<T>).
+template <class T, int V> struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+template <class T, int V> __device__ __forceinline__ Pack<T, V> load_raw(const T* p) {
+  Pack<T, V> pk;
+  if constexpr (sizeof(pk) == 16) {
+    const uint4 bits = *reinterpret_cast<const uint4*>(p);  // one 128-bit load whatever T is
+    memcpy(&pk, &bits, 16);
+  } else {
+    pk = *reinterpret_cast<const Pack<T, V>*>(p);
+  }
+  return pk;
 }
 
-// ---------------------------------------------------------------- per-channel sums
-
-// partial layout: [nsplit][2][C]. f(e, c, p, a1, a2) adds element e's contributions (channel c,
-// position p = o * inner + i) to a1 and a2.
-template <class acc, class F>
-__global__ void channel_sums_rows_kernel(F f, int64_t rows, int64_t C, int64_t rows_per_split, acc* partial) {
-  __shared__ acc sh1[kRowsY][kTileC];
-  __shared__ acc sh2[kRowsY][kTileC];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = int64_t(blockIdx.x) * kTileC + tx;
-  const int64_t r0 = int64_t(blockIdx.y) * rows_per_split;
-  const int64_t r1 = r0 + rows_per_split < rows ? r0 + rows_per_split : rows;
-  acc a1 = 0, a2 = 0;
-  if (c < C)
-    for (int64_t r = r0 + ty; r < r1; r += kRowsY) f(r * C + c, c, r, a1, a2);
-  sh1[ty][tx] = a1;
-  sh2[ty][tx] = a2;
-  __syncthreads();
+template <class acc, class T, int V> __device__ __forceinline__ void unpack(const Pack<T, V>& pk, acc (&out)[V]) {
 #pragma unroll
-  for (int s = kRowsY / 2; s > 0; s >>= 1) {
-    if (ty < s) {
-      sh1[ty][tx] += sh1[ty + s][tx];
-      sh2[ty][tx] += sh2[ty + s][tx];
+  for (int i = 0; i < V; ++i) out[i] = static_cast<acc>(pk.v[i]);
+}
+
+template <class acc, class T, int V> __device__ __forceinline__ void load_pack(const T* p, acc (&out)[V]) {
+  unpack(load_raw<T, V>(p), out);
+}
+
+template <class T, class acc, int V> __device__ __forceinline__ void store_pack(T* p, const acc (&in)[V]) {
+  Pack<T, V> pk;
+#pragma unroll
+  for (int i = 0; i < V; ++i) pk.v[i] = static_cast<T>(in[i]);
+  if constexpr (sizeof(pk) == 16) {
+    uint4 bits;
+    memcpy(&bits, &pk, 16);
+    *reinterpret_cast<uint4*>(p) = bits;
+  } else {
+    *reinterpret_cast<Pack<T, V>*>(p) = pk;
+  }
+}
+
+__device__ __forceinline__ float reciprocal(float v) { return __frcp_rn(v); }
+__device__ __forceinline__ double reciprocal(double v) { return 1.0 / v; }
+
+// Block shape over channel-last [rows, C] with V channels per thread (see the header comment):
+// thread t covers channel vector t % tcv of its block's tile and rows t / tcv, t / tcv + rs, ...
+struct RowsShape {
+  int tcv = 1, rs = 1, threads = 32;
+  int64_t ctiles = 1;
+};
+RowsShape rows_shape(int64_t C, int V) {
+  RowsShape g;
+  const int64_t cv = C / V;
+  g.tcv = int(std::min<int64_t>(cv, kThreads));
+  g.rs = kThreads / g.tcv;
+  g.threads = int(ceil_div(int64_t(g.tcv) * g.rs, 32) * 32);
+  g.ctiles = ceil_div(cv, g.tcv);
+  return g;
+}
+
+// ---------------------------------------------------------------- per-channel reductions
+
+// Each functor F reduces elements to two accumulators per channel, a1 and a2, for V channels at once:
+//   channel<V>(c, k)                     loads per-channel constants of channels c.. (once per thread);
+//   add<V>(e, p, k, inv_count, a1, a2)   adds elements e.. (channels c.., position p = o * inner + i);
+//                                        inv_count = 1 / (values this thread has added, this one included);
+//   kWelford                             a1/a2 are a running mean and M2 (merged by Chan's formula)
+//                                        rather than plain sums;
+//   data()                               every pointer the vector loads read (for the alignment check).
+
+// Chan's merge of (n, mean, M2) triples; plain sums add (n unused).
+template <bool kWelford, class acc>
+__device__ __forceinline__ void combine(acc& n, acc& a1, acc& a2, acc nb, acc b1, acc b2) {
+  if constexpr (kWelford) {
+    const acc total = n + nb;
+    if (nb == acc(0)) return;
+    const acc d = b1 - a1, f = nb / total;
+    a1 += d * f;
+    a2 += b2 + d * d * n * f;
+    n = total;
+  } else {
+    a1 += b1;
+    a2 += b2;
+  }
+}
+
+// partial layout: [2][C][nsplit].
+template <class acc, int V, class F>
+__global__ void __launch_bounds__(kThreads)
+    channel_sums_rows_kernel(F f, int64_t rows, int64_t C, int tcv, int rs, int64_t rows_per_split, int64_t nsplit,
+                             acc* partial) {
+  __shared__ acc sh1[V * kThreads];  // [channel of the vector][thread]: conflict-free tree steps
+  __shared__ acc sh2[V * kThreads];
+  __shared__ acc shn[kThreads];
+  const int t = threadIdx.x, col = t % tcv, ry = t / tcv;
+  const int64_t c = (int64_t(blockIdx.x) * tcv + col) * V;
+  const int64_t split = blockIdx.y, r0 = split * rows_per_split;
+  const int64_t r1 = r0 + rows_per_split < rows ? r0 + rows_per_split : rows;
+  const bool has_channels = c < C;
+  acc k[V], a1[V], a2[V], count = 0;
+#pragma unroll
+  for (int i = 0; i < V; ++i) k[i] = a1[i] = a2[i] = acc(0);
+  if (has_channels && ry < rs) {
+    f.template channel<V>(c, k);
+    const int64_t step = int64_t(rs) * C;
+    int64_t e = (r0 + ry) * C + c;
+#pragma unroll 4
+    for (int64_t r = r0 + ry; r < r1; r += rs, e += step) {
+      count += acc(1);
+      f.template add<V>(e, r, k, reciprocal(count), a1, a2);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    sh1[i * kThreads + t] = a1[i];
+    sh2[i * kThreads + t] = a2[i];
+  }
+  shn[t] = count;
+  __syncthreads();
+  int half = 1;
+  while (half < rs) half <<= 1;
+  for (int s = half >> 1; s > 0; s >>= 1) {
+    if (has_channels && ry < s && ry + s < rs) {
+      const int u = t + s * tcv;
+      acc n = 0;
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        n = shn[t];
+        combine<F::kWelford>(n, sh1[i * kThreads + t], sh2[i * kThreads + t], shn[u], sh1[i * kThreads + u],
+                             sh2[i * kThreads + u]);
+      }
+      shn[t] = n;
     }
     __syncthreads();
   }
-  if (ty == 0 && c < C) {
-    partial[(int64_t(blockIdx.y) * 2) * C + c] = sh1[0][tx];
-    partial[(int64_t(blockIdx.y) * 2 + 1) * C + c] = sh2[0][tx];
+  if (has_channels && ry == 0) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      partial[(c + i) * nsplit + split] = sh1[i * kThreads + t];
+      partial[(C + c + i) * nsplit + split] = sh2[i * kThreads + t];
+    }
+  }
+}
+
+// Fixed-order tree over the block (blockDim.x a multiple of 32, at most 1024): the result in thread 0.
+template <bool kWelford, class acc> __device__ void block_combine(acc& n, acc& a1, acc& a2, acc* shared) {
+  auto warp_tree = [&] {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const acc nb = __shfl_down_sync(0xffffffffu, n, o), b1 = __shfl_down_sync(0xffffffffu, a1, o),
+                b2 = __shfl_down_sync(0xffffffffu, a2, o);
+      combine<kWelford>(n, a1, a2, nb, b1, b2);
+    }
+  };
+  warp_tree();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  if (lane == 0) {
+    shared[3 * warp] = n;
+    shared[3 * warp + 1] = a1;
+    shared[3 * warp + 2] = a2;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const bool has = lane < nwarps;
+    n = has ? shared[3 * lane] : acc(0);
+    a1 = has ? shared[3 * lane + 1] : acc(0);
+    a2 = has ? shared[3 * lane + 2] : acc(0);
+    warp_tree();
   }
 }
 
 template <class acc, class F>
 __global__ void channel_sums_inner_kernel(F f, int64_t C, int64_t inner, int64_t npos, int64_t pos_per_split,
-                                          acc* partial) {
-  __shared__ acc shared[32];
+                                          int64_t nsplit, acc* partial) {
+  __shared__ acc shared[3 * 32];
   const int64_t c = blockIdx.x;
-  const int64_t j0 = int64_t(blockIdx.y) * pos_per_split;
+  const int64_t split = blockIdx.y, j0 = split * pos_per_split;
   const int64_t j1 = j0 + pos_per_split < npos ? j0 + pos_per_split : npos;
-  acc a1 = 0, a2 = 0;
+  acc k[1] = {acc(0)}, a1[1] = {acc(0)}, a2[1] = {acc(0)}, count = 0;
+  f.template channel<1>(c, k);
   for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
     const int64_t o = j / inner, i = j - o * inner;
-    f((o * C + c) * inner + i, c, j, a1, a2);
+    count += acc(1);
+    f.template add<1>((o * C + c) * inner + i, j, k, reciprocal(count), a1, a2);
   }
-  a1 = block_sum(a1, shared);
-  a2 = block_sum(a2, shared);
+  block_combine<F::kWelford>(count, a1[0], a2[0], shared);
   if (threadIdx.x == 0) {
-    partial[(int64_t(blockIdx.y) * 2) * C + c] = a1;
-    partial[(int64_t(blockIdx.y) * 2 + 1) * C + c] = a2;
+    partial[c * nsplit + split] = a1[0];
+    partial[(C + c) * nsplit + split] = a2[0];
   }
 }
 
-// fin(c, s1, s2) with the channel's totals.
+// Warp per channel: fin(c, s1, s2) with the channel's totals.
 template <class acc, class Fin>
 __global__ void channel_sums_finish_kernel(const acc* partial, int64_t nsplit, int64_t C, Fin fin) {
-  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
-    acc s1 = 0, s2 = 0;
-    for (int64_t k = 0; k < nsplit; ++k) {
-      s1 += partial[(2 * k) * C + c];
-      s2 += partial[(2 * k + 1) * C + c];
-    }
-    fin(c, s1, s2);
+  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (c >= C) return;  // warp-uniform
+  const acc* p1 = partial + c * nsplit;
+  const acc* p2 = partial + (C + c) * nsplit;
+  acc s1 = 0, s2 = 0;
+  for (int64_t k = lane; k < nsplit; k += 32) {
+    s1 += p1[k];
+    s2 += p2[k];
   }
+  s1 = warp_sum(s1);
+  s2 = warp_sum(s2);
+  if (lane == 0) fin(c, s1, s2);
 }
 
-template <class acc, class F, class Fin>
+// Warp per channel: merges the partial (mean, M2) of every range (range k holds
+// min(per_split, total - k per_split) values) in float64, means taken relative to the first
+// range's so a large mean costs no precision; fin(c, n, mean, M2).
+template <class acc, class Fin>
+__global__ void channel_moments_finish_kernel(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total,
+                                              int64_t C, Fin fin) {
+  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (c >= C) return;  // warp-uniform
+  const acc* pm = partial + c * nsplit;
+  const acc* p2 = partial + (C + c) * nsplit;
+  const double ref = double(pm[0]);
+  double n = 0, m = 0, m2 = 0;
+  for (int64_t k = lane; k < nsplit; k += 32) {
+    const int64_t left = total - k * per_split;
+    combine<true>(n, m, m2, double(left < per_split ? left : per_split), double(pm[k]) - ref, double(p2[k]));
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const double nb = __shfl_down_sync(0xffffffffu, n, o), mb = __shfl_down_sync(0xffffffffu, m, o),
+                 m2b = __shfl_down_sync(0xffffffffu, m2, o);
+    combine<true>(n, m, m2, nb, mb, m2b);
+  }
+  if (lane == 0) fin(c, n, ref + m, m2);
+}
+
+// Reduces f over every channel and calls fin with the totals (F::kWelford: fin(c, n, mean, M2),
+// otherwise fin(c, s1, s2)). Nothing is reduced over an empty tensor (n = 0 and zero sums).
+template <class T, class acc, class F, class Fin>
 void channel_sums(NormShape s, DType acc_dtype, Device device, F f, Fin fin) {
   const int64_t C = s.channels;
   if (C == 0) return;
-  int64_t nsplit = 1;
+  const int64_t npos = s.outer * s.inner;
+  UNIREP_CHECK(npos > 0 || !F::kWelford, "batch_norm: statistics of an empty input");
+  int64_t nsplit = 0, per_split = 1;
   Tensor part;
-  if (s.inner == 1) {
-    const int64_t rows = s.outer, cblocks = ceil_div(C, kTileC);
-    nsplit = std::max<int64_t>(1, std::min<int64_t>({kTargetBlocks / cblocks, ceil_div(rows, kRowsY * 8), 65535}));
-    const int64_t rows_per_split = std::max<int64_t>(1, ceil_div(rows, nsplit));
-    part = Tensor::empty({nsplit * 2 * C}, acc_dtype, device);
-    UNIREP_CHECK(cblocks < (int64_t(1) << 31), "norm: too many channels (", C, ")");
-    const dim3 grid(static_cast<unsigned>(cblocks), static_cast<unsigned>(nsplit)), block(kTileC, kRowsY);
-    channel_sums_rows_kernel<acc><<<grid, block, 0, stream()>>>(f, rows, C, rows_per_split, part.data<acc>());
-    CUDA_CHECK_LAUNCH();
-  } else {
-    const int64_t npos = s.outer * s.inner;
+  if (npos > 0 && s.inner == 1) {
+    const int64_t rows = s.outer;
+    auto launch = [&](auto vec) {
+      constexpr int V = decltype(vec)::value;
+      const RowsShape g = rows_shape(C, V);
+      // At least 8 rows per thread, so the block's final tree is a small part of its work.
+      nsplit = std::max<int64_t>(
+          1, std::min<int64_t>({kTargetBlocks / g.ctiles, ceil_div(rows, int64_t(g.rs) * 8), 65535}));
+      per_split = ceil_div(rows, nsplit);
+      nsplit = ceil_div(rows, per_split);  // no empty range
+      part = Tensor::empty({2 * C * nsplit}, acc_dtype, device);
+      const dim3 grid(static_cast<unsigned>(g.ctiles), static_cast<unsigned>(nsplit));
+      channel_sums_rows_kernel<acc, V><<<grid, g.threads, 0, stream()>>>(f, rows, C, g.tcv, g.rs, per_split, nsplit,
+                                                                         part.data<acc>());
+      CUDA_CHECK_LAUNCH();
+    };
+    const auto ptrs = f.data();
+    const bool vec = C % kVec<T> == 0 && std::all_of(ptrs.begin(), ptrs.end(), aligned16);
+    if (vec) launch(std::integral_constant<int, kVec<T>>());
+    else launch(std::integral_constant<int, 1>());
+  } else if (npos > 0) {
     nsplit = std::max<int64_t>(1, std::min<int64_t>({kTargetBlocks / C, ceil_div(npos, kThreads * 4), 65535}));
-    const int64_t pos_per_split = std::max<int64_t>(1, ceil_div(npos, nsplit));
-    part = Tensor::empty({nsplit * 2 * C}, acc_dtype, device);
+    per_split = ceil_div(npos, nsplit);
+    nsplit = ceil_div(npos, per_split);
+    part = Tensor::empty({2 * C * nsplit}, acc_dtype, device);
     UNIREP_CHECK(C < (int64_t(1) << 31), "norm: too many channels (", C, ")");
     const dim3 grid(static_cast<unsigned>(C), static_cast<unsigned>(nsplit));
-    channel_sums_inner_kernel<acc><<<grid, kThreads, 0, stream()>>>(f, C, s.inner, npos, pos_per_split,
+    channel_sums_inner_kernel<acc><<<grid, kThreads, 0, stream()>>>(f, C, s.inner, npos, per_split, nsplit,
                                                                      part.data<acc>());
     CUDA_CHECK_LAUNCH();
   }
-  channel_sums_finish_kernel<acc><<<blocks_for(C), kThreads, 0, stream()>>>(part.data<acc>(), nsplit, C, fin);
+  const unsigned blocks = static_cast<unsigned>(ceil_div(C, kThreads / 32));
+  if constexpr (F::kWelford) {
+    channel_moments_finish_kernel<acc><<<blocks, kThreads, 0, stream()>>>(part.data<acc>(), nsplit, per_split, npos,
+                                                                           C, fin);
+  } else {
+    channel_sums_finish_kernel<acc><<<blocks, kThreads, 0, stream()>>>(nsplit > 0 ? part.data<acc>() : nullptr,
+                                                                        nsplit, C, fin);
+  }
   CUDA_CHECK_LAUNCH();
 }
 
-// ---- what the sums add up
+// ---- what the reductions add up
 
-template <class T, class acc> struct SumX {  // a1 += x
+template <class T, class acc> struct WelfordX {  // running mean and M2 of x
+  static constexpr bool kWelford = true;
   const T* x;
-  __device__ void operator()(int64_t e, int64_t, int64_t, acc& a1, acc&) const { a1 += static_cast<acc>(x[e]); }
-};
-template <class T, class acc> struct SumCentred {  // d = x - centre[c]: a1 += d, a2 += d^2
-  const T* x;
-  const acc* centre;
-  __device__ void operator()(int64_t e, int64_t c, int64_t, acc& a1, acc& a2) const {
-    acc d = static_cast<acc>(x[e]) - centre[c];
-    a1 += d;
-    a2 += d * d;
+  std::array<const void*, 1> data() const { return {x}; }
+  template <int V> __device__ void channel(int64_t, acc (&)[V]) const {}
+  template <int V>
+  __device__ void add(int64_t e, int64_t, const acc (&)[V], acc inv_count, acc (&mean)[V], acc (&m2)[V]) const {
+    acc v[V];
+    load_pack<acc, T, V>(x + e, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const acc d = v[i] - mean[i];
+      mean[i] += d * inv_count;
+      m2[i] += d * (v[i] - mean[i]);
+    }
   }
 };
 template <class T, class acc> struct SumGradBN {  // a1 += dy, a2 += dy (x - mean[c])
+  static constexpr bool kWelford = false;
   const T* dy;
   const T* x;
   const acc* mean;
-  __device__ void operator()(int64_t e, int64_t c, int64_t, acc& a1, acc& a2) const {
-    acc g = static_cast<acc>(dy[e]);
-    a1 += g;
-    a2 += g * (static_cast<acc>(x[e]) - mean[c]);
+  std::array<const void*, 2> data() const { return {dy, x}; }
+  template <int V> __device__ void channel(int64_t c, acc (&m)[V]) const {
+#pragma unroll
+    for (int i = 0; i < V; ++i) m[i] = mean[c + i];
+  }
+  template <int V>
+  __device__ void add(int64_t e, int64_t, const acc (&m)[V], acc, acc (&a1)[V], acc (&a2)[V]) const {
+    acc g[V], v[V];
+    load_pack<acc, T, V>(dy + e, g);
+    load_pack<acc, T, V>(x + e, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      a1[i] += g[i];
+      a2[i] += g[i] * (v[i] - m[i]);
+    }
   }
 };
 template <class T, class acc> struct SumGradLN {  // a1 += dy, a2 += dy xhat (per-position stats)
+  static constexpr bool kWelford = false;
   const T* dy;
   const T* x;
   const acc* mean;
   const acc* invstd;
-  __device__ void operator()(int64_t e, int64_t, int64_t p, acc& a1, acc& a2) const {
-    acc g = static_cast<acc>(dy[e]);
-    a1 += g;
-    a2 += g * (static_cast<acc>(x[e]) - mean[p]) * invstd[p];
+  std::array<const void*, 2> data() const { return {dy, x}; }
+  template <int V> __device__ void channel(int64_t, acc (&)[V]) const {}
+  template <int V>
+  __device__ void add(int64_t e, int64_t p, const acc (&)[V], acc, acc (&a1)[V], acc (&a2)[V]) const {
+    acc g[V], v[V];
+    load_pack<acc, T, V>(dy + e, g);
+    load_pack<acc, T, V>(x + e, v);
+    const acc m = mean[p], rstd = invstd[p];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      a1[i] += g[i];
+      a2[i] += g[i] * (v[i] - m) * rstd;
+    }
   }
 };
 
 // ---- what is done with the totals
 
-template <class acc> struct FinMean {
-  acc* mean;
-  acc inv_n;
-  __device__ void operator()(int64_t c, acc s1, acc) const { mean[c] = s1 * inv_n; }
-};
-// Sums were centred on mean[c] (the first-pass mean): correct it, then invstd and running stats.
-template <class acc, class R> struct FinVar {
+// Batch statistics from the channel's (n, mean, M2): mean, invstd and the running stats.
+template <class acc, class R> struct FinStats {
   acc* mean;
   acc* invstd;
   R* running_mean;
   R* running_var;
-  acc inv_n, eps, momentum, unbias;
-  __device__ void operator()(int64_t c, acc s1, acc s2) const {
-    const acc d = s1 * inv_n;
-    const acc m = mean[c] + d;
-    acc var = s2 * inv_n - d * d;
-    var = var < acc(0) ? acc(0) : var;
-    mean[c] = m;
-    invstd[c] = acc(1) / math::sqrt(var + eps);
-    const acc keep = acc(1) - momentum;
-    if (running_mean) running_mean[c] = convert<R>(keep * convert<acc>(running_mean[c]) + momentum * m);
-    if (running_var) running_var[c] = convert<R>(keep * convert<acc>(running_var[c]) + momentum * var * unbias);
+  double eps, momentum;
+  __device__ void operator()(int64_t c, double n, double m, double m2) const {
+    const double var = m2 / n;
+    mean[c] = acc(m);
+    invstd[c] = acc(1.0 / math::sqrt(var + eps));
+    const double keep = 1.0 - momentum;
+    if (running_mean) running_mean[c] = convert<R>(keep * convert<double>(running_mean[c]) + momentum * m);
+    if (running_var) running_var[c] = convert<R>(keep * convert<double>(running_var[c]) + momentum * m2 / (n - 1.0));
   }
 };
-// The part's sums for a batch split between processes (norm.h), from its centred sums, in float64.
-template <class acc> struct FinPartialSums {
-  const acc* first_mean;
+// The part's sums for a batch split between processes (norm.h), from its (n, mean, M2) in float64.
+struct FinPartialSums {
   double* sums;
   int64_t C;
-  double n;
-  __device__ void operator()(int64_t c, acc s1, acc s2) const {
-    const double d = double(s1) / n, mean = double(first_mean[c]) + d;
-    double m2 = double(s2) - double(s1) * d;
-    m2 = m2 < 0.0 ? 0.0 : m2;
-    sums[c] = n * mean;
-    sums[C + c] = m2 + n * mean * mean;
+  __device__ void operator()(int64_t c, double n, double m, double m2) const {
+    sums[c] = n * m;
+    sums[C + c] = m2 + n * m * m;
     if (c == 0) sums[2 * C] = n;
   }
 };
@@ -260,7 +469,6 @@ __global__ void bn_eval_stats_kernel(acc* mean, acc* invstd, const R* rm, const 
     invstd[c] = acc(1) / math::sqrt(convert<acc>(rv[c]) + eps);
   }
 }
-
 // mean/invstd and the running stats from the sums of every part (norm.h); N = sums[2C].
 template <class acc, class R>
 __global__ void bn_stats_from_sums_kernel(acc* mean, acc* invstd, R* rm, R* rv, const double* sums, int64_t C,
@@ -306,7 +514,136 @@ __global__ void bn_backward_dx_kernel(T* dx, const T* dy, const T* x, const acc*
   }
 }
 
-bool fits_int32(int64_t n) { return n < (int64_t(1) << 31); }
+// Channel-last passes: a thread keeps its V channels' constants in registers and walks rows
+// blockIdx.y * rs + t / tcv, stepping gridDim.y * rs rows, kUnroll rows of loads at a time.
+// Calls op(e, j) for the element index e of every row it visits (j in [0, kUnroll)), loads first:
+// load(e, j) for kUnroll rows, then op(e, j) for them.
+template <class Load, class Op>
+__device__ __forceinline__ void walk_rows(uint32_t rows, uint32_t C, uint32_t c, int rs, int ry, const Load& load,
+                                          const Op& op) {
+  const uint32_t step = gridDim.y * uint32_t(rs);
+  uint32_t r = blockIdx.y * uint32_t(rs) + uint32_t(ry);
+  for (; r + (kUnroll - 1) * step < rows; r += kUnroll * step) {
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) load((r + j * step) * C + c, j);
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) op((r + j * step) * C + c, j);
+  }
+  for (; r < rows; r += step) {
+    load(r * C + c, 0);
+    op(r * C + c, 0);
+  }
+}
+
+// y = (x - mean) * (invstd w) + b over [rows, C], V channels per thread.
+template <class T, class P, class acc, int V>
+__global__ void __launch_bounds__(kThreads)
+    bn_apply_rows_kernel(T* y, const T* x, const acc* mean, const acc* invstd, const P* w, const P* b, uint32_t rows,
+                         uint32_t C, int tcv, int rs) {
+  const int t = threadIdx.x, col = t % tcv, ry = t / tcv;
+  const uint32_t c = (blockIdx.x * uint32_t(tcv) + uint32_t(col)) * V;
+  if (ry >= rs || c >= C) return;
+  acc m[V], scale[V], shift[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    m[i] = mean[c + i];
+    scale[i] = w ? invstd[c + i] * static_cast<acc>(w[c + i]) : invstd[c + i];
+    shift[i] = b ? static_cast<acc>(b[c + i]) : acc(0);
+  }
+  Pack<T, V> xs[kUnroll];  // raw, converted after the loads are issued
+  walk_rows(
+      rows, C, c, rs, ry, [&](uint32_t e, int j) { xs[j] = load_raw<T, V>(x + e); },
+      [&](uint32_t e, int j) {
+        acc v[V];
+        unpack(xs[j], v);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[i] = (v[i] - m[i]) * scale[i] + shift[i];
+        store_pack<T, acc, V>(y + e, v);
+      });
+}
+
+// dx over [rows, C], V channels per thread: kTraining: dx = w invstd (dy - s1 / n - (x - mean) invstd^2 s2 / n)
+// (count, when given, the device float64 total N replacing 1 / inv_n); eval: dx = w invstd dy.
+template <class T, class P, class acc, int V, bool kTraining>
+__global__ void __launch_bounds__(kThreads)
+    bn_backward_dx_rows_kernel(T* dx, const T* dy, const T* x, const acc* mean, const acc* invstd, const P* w,
+                               const acc* s1, const acc* s2, acc inv_n, const double* count, uint32_t rows,
+                               uint32_t C, int tcv, int rs) {
+  const int t = threadIdx.x, col = t % tcv, ry = t / tcv;
+  const uint32_t c = (blockIdx.x * uint32_t(tcv) + uint32_t(col)) * V;
+  if (ry >= rs || c >= C) return;
+  acc k[V], m[V], k1[V], k2[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const acc is = invstd[c + i];
+    k[i] = w ? is * static_cast<acc>(w[c + i]) : is;
+  }
+  if constexpr (kTraining) {
+    const acc scale_n = count ? acc(1.0 / *count) : inv_n;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const acc is = invstd[c + i];
+      m[i] = mean[c + i];
+      k1[i] = s1[c + i] * scale_n;
+      k2[i] = is * is * s2[c + i] * scale_n;
+    }
+  }
+  Pack<T, V> dys[kUnroll], xs[kUnroll];  // raw, converted after the loads are issued
+  walk_rows(
+      rows, C, c, rs, ry,
+      [&](uint32_t e, int j) {
+        dys[j] = load_raw<T, V>(dy + e);
+        if constexpr (kTraining) xs[j] = load_raw<T, V>(x + e);
+      },
+      [&](uint32_t e, int j) {
+        acc g[V], v[V];
+        unpack(dys[j], g);
+        if constexpr (kTraining) unpack(xs[j], v);
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+          if constexpr (kTraining) g[i] -= k1[i] + (v[i] - m[i]) * k2[i];
+          g[i] *= k[i];
+        }
+        store_pack<T, acc, V>(dx + e, g);
+      });
+}
+
+// Launches a channel-last pass when x is [rows, C] (inner == 1) with fewer than 2^31 elements:
+// launch(std::integral_constant<int, V>, grid, RowsShape) with V = kVec<T> when C is a multiple of it and
+// every pointer is 16-byte aligned, else V = 1. Returns false (nothing launched) otherwise.
+template <class T, class L>
+bool launch_rows(NormShape s, std::initializer_list<const void*> ptrs, const L& launch) {
+  if (s.inner != 1 || !fits_int32(s.numel())) return false;
+  auto go = [&](auto vec) {
+    constexpr int V = decltype(vec)::value;
+    const RowsShape g = rows_shape(s.channels, V);
+    const int64_t row_blocks = std::max<int64_t>(
+        1, std::min<int64_t>({ceil_div(s.outer, int64_t(g.rs)), kTargetBlocks / g.ctiles, 65535}));
+    launch(vec, dim3(static_cast<unsigned>(g.ctiles), static_cast<unsigned>(row_blocks)), g);
+  };
+  const bool vec = s.channels % kVec<T> == 0 && std::all_of(ptrs.begin(), ptrs.end(), aligned16);
+  if (vec) go(std::integral_constant<int, kVec<T>>());
+  else go(std::integral_constant<int, 1>());
+  return true;
+}
+
+// The channel-last dx pass (training when s1 is given); false when x is not channel-last.
+template <class T, class P, class acc>
+bool launch_dx_rows(NormShape s, const Tensor& dx, const Tensor& dy, const Tensor& x, const acc* mean,
+                    const acc* invstd, const P* w, const acc* s1, const acc* s2, acc inv_n, const double* count) {
+  const T* xp = s1 ? x.data<T>() : nullptr;
+  return launch_rows<T>(s, {dx.data<T>(), dy.data<T>(), xp}, [&](auto vec, dim3 grid, RowsShape g) {
+    constexpr int V = decltype(vec)::value;
+    const uint32_t rows = uint32_t(s.outer), C = uint32_t(s.channels);
+    if (s1)
+      bn_backward_dx_rows_kernel<T, P, acc, V, true><<<grid, g.threads, 0, stream()>>>(
+          dx.data<T>(), dy.data<T>(), xp, mean, invstd, w, s1, s2, inv_n, count, rows, C, g.tcv, g.rs);
+    else
+      bn_backward_dx_rows_kernel<T, P, acc, V, false><<<grid, g.threads, 0, stream()>>>(
+          dx.data<T>(), dy.data<T>(), xp, mean, invstd, w, s1, s2, inv_n, count, rows, C, g.tcv, g.rs);
+    CUDA_CHECK_LAUNCH();
+  });
+}
 
 // ---------------------------------------------------------------- layer norm kernels
 
@@ -501,19 +838,13 @@ void batch_norm_stats(const Tensor& mean, const Tensor& invstd, const Tensor& x,
   UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    const int64_t n = s.outer * s.inner;
-    const T* xp = x.data<T>();
-    acc* mp = mean.data<acc>();
-    acc* ip = invstd.data<acc>();
-    const acc inv_n = acc(1) / acc(n);
-    channel_sums<acc>(s, mean.dtype(), x.device(), SumX<T, acc>{xp}, FinMean<acc>{mp, inv_n});
-    auto second_pass = [&](auto* rm, auto* rv) {
+    auto run = [&](auto* rm, auto* rv) {
       using R = std::remove_pointer_t<decltype(rm)>;
-      FinVar<acc, R> fin{mp, ip, rm, rv, inv_n, acc(eps), acc(momentum), acc(double(n) / double(n - 1))};
-      channel_sums<acc>(s, mean.dtype(), x.device(), SumCentred<T, acc>{xp, mp}, fin);
+      channel_sums<T, acc>(s, mean.dtype(), x.device(), WelfordX<T, acc>{x.data<T>()},
+                           FinStats<acc, R>{mean.data<acc>(), invstd.data<acc>(), rm, rv, eps, momentum});
     };
     if (!running_mean.defined() && !running_var.defined()) {
-      second_pass(static_cast<float*>(nullptr), static_cast<float*>(nullptr));
+      run(static_cast<float*>(nullptr), static_cast<float*>(nullptr));
       return;
     }
     const Tensor& any = running_mean.defined() ? running_mean : running_var;
@@ -522,7 +853,7 @@ void batch_norm_stats(const Tensor& mean, const Tensor& invstd, const Tensor& x,
                  dtype_name(running_var.dtype()));
     UNIREP_DISPATCH_FLOATING(any.dtype(), "batch_norm", [&] {
       using R = scalar_t;
-      second_pass(opt_mut<R>(running_mean), opt_mut<R>(running_var));
+      run(opt_mut<R>(running_mean), opt_mut<R>(running_var));
     });
   });
 }
@@ -554,6 +885,13 @@ void batch_norm_apply(const Tensor& y, const Tensor& x, const Tensor& mean, cons
     using acc = acc_t<T>;
     with_norm_param<T>(pdt, [&](auto p) {
       using P = typename decltype(p)::type;
+      const bool rows = launch_rows<T>(s, {y.data<T>(), x.data<T>()}, [&](auto vec, dim3 grid, RowsShape g) {
+        bn_apply_rows_kernel<T, P, acc, decltype(vec)::value><<<grid, g.threads, 0, stream()>>>(
+            y.data<T>(), x.data<T>(), mean.data<acc>(), invstd.data<acc>(), opt_data<P>(weight), opt_data<P>(bias),
+            uint32_t(s.outer), uint32_t(s.channels), g.tcv, g.rs);
+        CUDA_CHECK_LAUNCH();
+      });
+      if (rows) return;
       auto launch = [&](auto idx) {
         using I = decltype(idx);
         bn_apply_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
@@ -586,13 +924,14 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
         if (dx_needs_sums) sums = Tensor::empty({2 * C}, mean.dtype(), x.device());
         acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
         acc* s2 = dx_needs_sums ? s1 + C : nullptr;
-        channel_sums<acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mp},
-                          FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), ip});
+        channel_sums<T, acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mp},
+                             FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), ip});
       }
       if (!dx.defined() || n == 0) return;
       const acc* s1 = dx_needs_sums ? sums.data<acc>() : nullptr;
       const acc* s2 = dx_needs_sums ? s1 + C : nullptr;
       const acc inv_n = acc(1) / acc(s.outer * s.inner);
+      if (launch_dx_rows<T, P, acc>(s, dx, dy, x, mp, ip, opt_data<P>(weight), s1, s2, inv_n, nullptr)) return;
       auto launch = [&](auto idx) {
         using I = decltype(idx);
         bn_backward_dx_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
@@ -607,18 +946,12 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
 }
 
 void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s) {
-  const int64_t C = s.channels;
-  if (C == 0) return;
+  if (s.channels == 0) return;
   UNIREP_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     using acc = acc_t<T>;
-    const DType stat = norm_stat_dtype(x.dtype());
-    const int64_t n = s.outer * s.inner;
-    Tensor first_mean = Tensor::empty({C}, stat, x.device());
-    acc* mp = first_mean.data<acc>();
-    channel_sums<acc>(s, stat, x.device(), SumX<T, acc>{x.data<T>()}, FinMean<acc>{mp, acc(1) / acc(n)});
-    channel_sums<acc>(s, stat, x.device(), SumCentred<T, acc>{x.data<T>(), mp},
-                      FinPartialSums<acc>{mp, sums.data<double>(), C, double(n)});
+    channel_sums<T, acc>(s, norm_stat_dtype(x.dtype()), x.device(), WelfordX<T, acc>{x.data<T>()},
+                         FinPartialSums{sums.data<double>(), s.channels});
   });
 }
 
@@ -661,8 +994,9 @@ void batch_norm_backward_reduce(const Tensor& grad_sums, const Tensor& dweight, 
       using P = typename decltype(p)::type;
       acc* s1 = opt_mut<acc>(grad_sums);
       acc* s2 = s1 ? s1 + C : nullptr;
-      channel_sums<acc>(s, mean.dtype(), x.device(), SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mean.data<acc>()},
-                        FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), invstd.data<acc>()});
+      channel_sums<T, acc>(s, mean.dtype(), x.device(),
+                           SumGradBN<T, acc>{dy.data<T>(), x.data<T>(), mean.data<acc>()},
+                           FinGradBN<P, acc>{s1, s2, opt_mut<P>(dweight), opt_mut<P>(dbias), invstd.data<acc>()});
     });
   });
 }
@@ -679,6 +1013,9 @@ void batch_norm_backward_elemt(const Tensor& dx, const Tensor& dy, const Tensor&
     with_norm_param<T>(pdt, [&](auto p) {
       using P = typename decltype(p)::type;
       const acc* s1 = grad_sums.data<acc>();
+      if (launch_dx_rows<T, P, acc>(s, dx, dy, x, mean.data<acc>(), invstd.data<acc>(), opt_data<P>(weight), s1,
+                                    s1 + C, acc(0), count.data<double>()))
+        return;
       auto launch = [&](auto idx) {
         using I = decltype(idx);
         bn_backward_dx_kernel<T, P, acc, I><<<grid_stride_blocks(n), kThreads, 0, stream()>>>(
@@ -735,8 +1072,8 @@ void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
       const acc* mp = mean.data<acc>();
       const acc* ip = invstd.data<acc>();
       if (dweight.defined() || dbias.defined())
-        channel_sums<acc>(s, mean.dtype(), x.device(), SumGradLN<T, acc>{dy.data<T>(), x.data<T>(), mp, ip},
-                          FinGradLN<P, acc>{opt_mut<P>(dweight), opt_mut<P>(dbias)});
+        channel_sums<T, acc>(s, mean.dtype(), x.device(), SumGradLN<T, acc>{dy.data<T>(), x.data<T>(), mp, ip},
+                             FinGradLN<P, acc>{opt_mut<P>(dweight), opt_mut<P>(dbias)});
       if (!dx.defined() || npos == 0) return;
       if (s.inner == 1) {
         UNIREP_CHECK(C < (int64_t(1) << 31), "layer_norm_backward: too many channels (", C, ")");

@@ -3,9 +3,10 @@
 //
 // Batch norm normalises each channel c over the outer*inner positions; layer norm normalises each
 // position (o, i) over the C channels. Statistics are accumulated in acc_t (float32 for bf16/f16)
-// and the saved mean/invstd tensors have that dtype (norm_stat_dtype). Variances are computed in
-// two passes (mean first, then the centred sum of squares, which also corrects the mean's rounding),
-// never as E[x^2] - E[x]^2 of raw values.
+// and the saved mean/invstd tensors have that dtype (norm_stat_dtype). Variances are never computed
+// as E[x^2] - E[x]^2 of raw values: the CPU kernels take two passes (mean first, then the centred
+// sum of squares, which also corrects the mean's rounding); the CUDA batch norm statistics take one
+// read of x (Welford per thread, partials merged by Chan's formula, norm.cu).
 //
 //   y   = (x - mean) * invstd * w + b,          invstd = 1 / sqrt(var + eps), var biased
 //   batch norm backward (training), n = outer*inner, sums over the channel's positions:
@@ -74,8 +75,8 @@ void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& 
 // Forward: each part reduces to per-channel sums that add up across parts (one all-reduce), float64
 // whatever x's dtype:
 //   sums[2C + 1] = [sum(x) per channel, sum(x^2) per channel, n]   (n = outer * inner, may be 0)
-// They are formed from the part's two-pass mean m and centred M2 = sum((x - m)^2) as n m and
-// M2 + n m^2 in float64, so the combined variance sum(x^2) / N - mean^2 loses nothing to float32
+// They are formed from the part's mean m and centred M2 = sum((x - m)^2) (as the statistics above
+// compute them) as n m and M2 + n m^2 in float64, so the combined variance sum(x^2) / N - mean^2 loses nothing to float32
 // cancellation. The summed sums then give mean/invstd (norm_stat_dtype) and move the running stats
 // as batch_norm_stats does, with n the total count N:
 void batch_norm_partial_sums(const Tensor& sums, const Tensor& x, NormShape s);

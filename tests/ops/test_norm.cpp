@@ -1,6 +1,7 @@
 // Normalisation: gradcheck and CUDA-vs-CPU of batch_norm / layer_norm, running statistics against
 // PyTorch's formulas computed by hand, eval mode, normalised moments, eps, composite references for
 // shapes large enough to cross the CPU kernels' row blocks and tiles, and bad input.
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -91,6 +92,14 @@ std::vector<OpCase> norm_cases() {
       bn_case("bn_train_large_nchw", {{8, 64, 14, 14}, 1}, false),
       bn_case("bn_train_large_odd_c", {{4, 9, 9, 45}, -1, false, true}, false),
       bn_case("bn_eval_large_nhwc", {{8, 14, 14, 64}, -1, true, true, false}, false),
+      // Channel-last CUDA paths: C % 8 == 0 (16-byte vectors in bf16 and f32) with a row block that is
+      // not a power of two (160 channels: 20 bf16 vectors x 12 rows) and ~33 row ranges; C % 8 == 4
+      // (vectors in f32, scalar in bf16); channel tiles of 256 vectors (2056 channels: 2 tiles in bf16,
+      // 3 in f32); the eval dx pass.
+      bn_case("bn_train_vec_c160", {{4, 28, 28, 160}}, false),
+      bn_case("bn_train_c36", {{6, 10, 10, 36}}, false),
+      bn_case("bn_train_wide_c", {{96, 2056}}, false),
+      bn_case("bn_eval_vec_c160", {{4, 14, 14, 160}, -1, true, true, false}, false),
       ln_case("ln_large_nhwc", {{8, 14, 14, 64}}, false),
       ln_case("ln_large_nchw", {{8, 64, 14, 14}, 1}, false),
       ln_case("ln_large_odd_c", {{4, 9, 9, 100}}, false),
@@ -326,6 +335,78 @@ TEST(Norm, CudaRunningStatsMatchCpu) {
       EXPECT_LT(testing::relative_error(rm_gpu.cpu(), rm_cpu), 1e-5) << dtype_name(dt) << " dim " << dim;
       EXPECT_LT(testing::relative_error(rv_gpu.cpu(), rv_cpu), 1e-5) << dtype_name(dt) << " dim " << dim;
     }
+  }
+}
+
+// Data far from zero (mean 1000, std 1, float32): the statistics must stay as accurate as a centred
+// two-pass variance; E[x^2] - E[x]^2 in float32 would be off by about 1000^2 * 2^-24, 6% of the
+// variance. The float32 mean itself can only be within half an ulp of 1000 (3e-5), which bounds y.
+// Momentum 1 makes the running stats the batch mean and the unbiased variance. Checked against
+// float64 statistics of the same float32 values on the CPU, and on CUDA when there is a device
+// (8 x 28 x 28 rows of 64 channels: several row ranges per channel, 16-byte vectors; and a view
+// one element off 16-byte alignment, which takes the scalar path).
+TEST(Norm, BatchNormLargeMeanStatisticsFloat32) {
+  const int64_t rows = 8 * 28 * 28, C = 64;
+  Generator gen(31);
+  Tensor x64;
+  {
+    NoGradGuard no_grad;
+    x64 = add_scalar(Tensor::randn({rows * C + 1}, gen, DType::Float64), 1000.0);
+  }
+  const Tensor x_flat = x64.to(DType::Float32);
+  const std::vector<double> xv = x_flat.to(DType::Float64).to_vector<double>();
+  auto check = [&](const Tensor& x, int64_t offset, const std::string& what) {
+    Tensor rm = Tensor::zeros({C}, DType::Float32, x.device()), rv = Tensor::ones({C}, DType::Float32, x.device());
+    const std::vector<float> y = batch_norm(x, Tensor(), Tensor(), rm, rv, true, 1.0, 0.0).cpu().to_vector<float>();
+    const std::vector<float> rmv = rm.cpu().to_vector<float>(), rvv = rv.cpu().to_vector<float>();
+    double worst_y = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      double mean = 0, m2 = 0;
+      for (int64_t r = 0; r < rows; ++r) mean += xv[size_t(offset + r * C + c)];
+      mean /= double(rows);
+      for (int64_t r = 0; r < rows; ++r) m2 += std::pow(xv[size_t(offset + r * C + c)] - mean, 2);
+      EXPECT_NEAR(rmv[size_t(c)], mean, 1e-4) << what << " channel " << c;
+      EXPECT_NEAR(rvv[size_t(c)] / (m2 / double(rows - 1)), 1.0, 1e-4) << what << " channel " << c;
+      const double invstd = 1 / std::sqrt(m2 / double(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        const size_t e = size_t(r * C + c);
+        worst_y = std::max(worst_y, std::abs(double(y[e]) - (xv[size_t(offset) + e] - mean) * invstd));
+      }
+    }
+    EXPECT_LT(worst_y, 2e-4) << what;
+  };
+  const Tensor x = x_flat.slice(0, 0, rows * C).reshape({rows, C});
+  check(x, 0, "cpu");
+  if (!cuda_available()) return;
+  check(x.cuda(), 0, "cuda");
+  const Tensor shifted = x_flat.cuda().slice(0, 1, rows * C + 1).reshape({rows, C});  // 4 bytes past alignment
+  check(shifted, 1, "cuda, unaligned");
+}
+
+// Gradients through the scalar channel-last path: an input view one element past 16-byte alignment
+// (C % 8 == 0, so only the alignment keeps it off the vector path), against the CPU.
+TEST(Norm, CudaBatchNormUnalignedChannelLastMatchesCpu) {
+  UNIREP_SKIP_WITHOUT_CUDA();
+  Generator gen(32);
+  const int64_t rows = 2 * 28 * 28, C = 80;
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    const Tensor flat = Tensor::randn({rows * C + 1}, gen, dt);
+    const Tensor w = Tensor::rand({C}, gen, 0.5, 1.5), b = Tensor::randn({C}, gen);
+    const Tensor up = Tensor::randn({rows, C}, gen, dt);
+    struct Result { Tensor y, dx, dw, db; };
+    auto run = [&](Device dev) {
+      Tensor x = flat.to(dev).slice(0, 1, rows * C + 1).reshape({rows, C}).requires_grad_();
+      Tensor wd = w.to(dev).requires_grad_(), bd = b.to(dev).requires_grad_();
+      Tensor y = batch_norm(x, wd, bd, Tensor(), Tensor(), true, 0.1, 1e-5);
+      y.backward(up.to(dev));
+      return Result{y.cpu(), x.grad().cpu(), wd.grad().cpu(), bd.grad().cpu()};
+    };
+    const Result cpu = run(Device::cpu()), gpu = run(Device::cuda());
+    const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
+    EXPECT_LT(testing::relative_error(gpu.y, cpu.y), tol) << dtype_name(dt);
+    EXPECT_LT(testing::relative_error(gpu.dx, cpu.dx), tol) << dtype_name(dt);
+    EXPECT_LT(testing::relative_error(gpu.dw, cpu.dw), tol) << dtype_name(dt);
+    EXPECT_LT(testing::relative_error(gpu.db, cpu.db), tol) << dtype_name(dt);
   }
 }
 
