@@ -81,14 +81,17 @@ Tensor UniRepLKNetBlock::residual_branch(const Tensor& x) {
   return pwconv2_bn ? pwconv2_bn->forward(y) : y;
 }
 
-Tensor UniRepLKNetBlock::forward(const Tensor& x, Generator& gen) {
+Tensor UniRepLKNetBlock::output(const Tensor& x, Generator& gen) {
   // Layer scale, drop path and the residual add in one pass (autograd/functions/scaled_residual.h).
-  auto block = [&](const Tensor& in) {
-    const bool dropping = drop_path && drop_path->training();
-    return scaled_residual_add(in, residual_branch(in), gamma, dropping ? drop_path->rate : 0.0, dropping, gen);
-  };
-  if (!with_cp) return block(x);
-  return checkpoint([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{block(in[0])}; }, {x}, {&gen})[0];
+  const bool dropping = drop_path && drop_path->training();
+  return scaled_residual_add(x, residual_branch(x), gamma, dropping ? drop_path->rate : 0.0, dropping, gen);
+}
+
+Tensor UniRepLKNetBlock::forward(const Tensor& x, Generator& gen) {
+  if (!with_cp) return output(x, gen);
+  // The recompute runs in backward, after this frame is gone: capture only what outlives it.
+  return checkpoint([this, &gen](const std::vector<Tensor>& in) { return std::vector<Tensor>{output(in[0], gen)}; },
+                    {x}, {&gen})[0];
 }
 
 }  // namespace unirep

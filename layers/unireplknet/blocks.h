@@ -46,6 +46,7 @@ class UniRepLKNetBlock : public Module {
 
  private:
   Tensor residual_branch(const Tensor& x);  // up to pwconv2's batch norm: no layer scale, no drop path
+  Tensor output(const Tensor& x, Generator& gen);  // x + drop_path(gamma * residual_branch(x))
   Container pwconv1_seq_, act_seq_, pwconv2_seq_;
 };
 
