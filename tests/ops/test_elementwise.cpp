@@ -130,7 +130,7 @@ TEST(Elementwise, CudaLoopLayoutsMatchCpu) {
                                    {{4, 7, 9, 80}, {4, 1, 1, 80}, 0, false}, {{4, 7, 9, 80}, {4, 7, 9, 1}, 0, false},
                                    {{4, 1, 1, 64}, {4, 6, 6, 64}, 0, false}, {{3, 5, 13}, {13}, 0, false},
                                    {{64, 40}, {40}, 1, false},               {{64, 40}, {64, 40}, 8, false},
-                                   {{40, 64}, {40}, 0, true}};
+                                   {{40, 64}, {64}, 0, true}};
   Generator gen(5);
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float64}) {
     for (const Case& c : cases) {

@@ -396,7 +396,7 @@ TEST(Norm, CudaBatchNormUnalignedChannelLastMatchesCpu) {
     struct Result { Tensor y, dx, dw, db; };
     auto run = [&](Device dev) {
       Tensor x = flat.to(dev).slice(0, 1, rows * C + 1).reshape({rows, C}).requires_grad_();
-      Tensor wd = w.to(dev).requires_grad_(), bd = b.to(dev).requires_grad_();
+      Tensor wd = w.to(dev).detach().requires_grad_(), bd = b.to(dev).detach().requires_grad_();
       Tensor y = batch_norm(x, wd, bd, Tensor(), Tensor(), true, 0.1, 1e-5);
       y.backward(up.to(dev));
       return Result{y.cpu(), x.grad().cpu(), wd.grad().cpu(), bd.grad().cpu()};

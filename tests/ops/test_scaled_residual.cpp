@@ -81,7 +81,8 @@ TEST(ScaledResidual, CudaMatchesCpuBFloat16WithFloat32Gamma) {
       Tensor gamma = Tensor::randn({C}, gen);
       Tensor up = Tensor::randn({16, 5, 7, C}, gen).to(DType::BFloat16);
       auto run = [&](Device d) {
-        Tensor xd = x.to(d).requires_grad_(), bd = b.to(d).requires_grad_(), gd = gamma.to(d).requires_grad_();
+        Tensor xd = x.to(d).detach().requires_grad_(), bd = b.to(d).detach().requires_grad_();
+        Tensor gd = gamma.to(d).detach().requires_grad_();
         Generator g(3);
         Tensor out = scaled_residual_add(xd, bd, gd, rate, true, g);
         sum(mul(out, up.to(d)).to(DType::Float32)).backward();
