@@ -76,7 +76,7 @@ Tensor UniRepLKNetBlock::residual_branch(const Tensor& x, Generator& gen) {
   Tensor y = lark ? lark->forward(x) : smak->forward(x);
   if (norm) y = norm->forward(y);
   y = se->forward(y);
-  y = grn->forward(gelu(pwconv1->forward(y)));
+  y = grn->forward_after_gelu(pwconv1->forward(y));
   y = pwconv2->forward(y);
   if (pwconv2_bn) y = pwconv2_bn->forward(y);
   if (gamma.defined()) y = mul(y, gamma);
