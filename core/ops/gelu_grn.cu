@@ -6,7 +6,7 @@
 // vectors of one channel tile side by side (consecutive threads read consecutive pieces of a row)
 // times rpi rows, so each step of a block reads rpi * nv vectors of contiguous memory whatever F is
 // (F = 320 in bf16: 40 vectors x 6 rows = 240 threads). grid = (position splits, channel tiles, N).
-// Rows are walked kUnroll at a time, their loads issued before any math.
+// Rows are walked a few at a time (kUnrollFor), their loads issued before any math.
 //
 // Sum passes: each thread accumulates VEC values in acc_t, the block adds them over its rpi rows in
 // shared memory (fixed order) and writes one partial per (n, split, channel); one block per sample
@@ -30,8 +30,15 @@ namespace unirep::cuda {
 namespace {
 
 constexpr int kMaxThreads = 256;          // per block of the passes over h
-constexpr int kUnroll = 4;                // rows in flight per thread
-constexpr int64_t kTargetBlocks = 1024;   // enough blocks to fill an H100 several times over
+// Blocks per SM the passes over h are compiled for: at most 85 registers a thread (the bf16 kernels
+// need about 80 without spilling), 720 threads of 240-thread blocks resident per SM.
+constexpr int kMinBlocks = 3;
+// Rows a thread loads before using any: 64 bytes in flight per thread with 16-byte vectors (4 rows
+// of h, or 2 rows of h and dy; more would cost registers, hence occupancy), 4 rows when scalar.
+constexpr int kMaxUnroll = 4;
+template <class T, int VEC, int kInputs>
+constexpr int kUnrollFor = std::min(kMaxUnroll, std::max(1, 64 / int(sizeof(T) * VEC * kInputs)));
+constexpr int64_t kTargetBlocks = 1024;   // about 2.6 waves of 3 blocks on each of an H100's 132 SMs
 
 template <class T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
   T v[VEC];
@@ -62,7 +69,7 @@ Geometry geometry(GeluGrnShape s, int vec) {
   g.rpi = std::max(1, kMaxThreads / g.nv);
   g.threads = g.nv * g.rpi;
   // At least two unrolled steps per split, else the split's reduction costs more than its loads.
-  const int64_t min_rows = int64_t(g.rpi) * kUnroll * 2;
+  const int64_t min_rows = int64_t(g.rpi) * kMaxUnroll * 2;
   const int64_t max_split = std::max<int64_t>(1, (s.positions + min_rows - 1) / min_rows);
   const int64_t want = std::max<int64_t>(1, kTargetBlocks / std::max<int64_t>(1, s.batch * g.ntiles));
   g.nsplit = std::min<int64_t>({want, max_split, 65535});
@@ -117,9 +124,11 @@ template <class acc> __device__ __forceinline__ acc block_sum_all(acc v, acc* sh
 // partial: [N][nsplit][2][F]. Forward (kBackward false): slot 0 = sum z^2. Backward: slot 0 =
 // sum dy z, slot 1 = sum dy.
 template <class T, int VEC, bool kBackward>
-__global__ void sums_kernel(const T* __restrict__ h, const T* __restrict__ dy, GeluGrnShape s, Geometry g,
-                            acc_t<T>* __restrict__ partial) {
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    sums_kernel(const T* __restrict__ h, const T* __restrict__ dy, GeluGrnShape s, Geometry g,
+                acc_t<T>* __restrict__ partial) {
   using acc = acc_t<T>;
+  constexpr int kUnroll = kUnrollFor<T, VEC, kBackward ? 2 : 1>;
   extern __shared__ __align__(16) unsigned char smem[];
   acc* sh1 = reinterpret_cast<acc*>(smem);
   acc* sh2 = sh1 + g.threads * VEC;
@@ -199,9 +208,11 @@ __global__ void forward_finish_kernel(const acc* __restrict__ partial, int64_t n
 }
 
 template <class T, int VEC, class P>
-__global__ void forward_apply_kernel(T* __restrict__ out, const T* __restrict__ h, const acc_t<T>* __restrict__ scale,
-                                     const P* __restrict__ beta, GeluGrnShape s, Geometry g) {
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    forward_apply_kernel(T* __restrict__ out, const T* __restrict__ h, const acc_t<T>* __restrict__ scale,
+                         const P* __restrict__ beta, GeluGrnShape s, Geometry g) {
   using acc = acc_t<T>;
+  constexpr int kUnroll = kUnrollFor<T, VEC, 1>;
   const Lane l = lane_of(g, s.positions);
   if (!l.active) return;
   const int64_t F = s.channels;
@@ -280,10 +291,12 @@ __global__ void param_grads_kernel(const acc* __restrict__ gamma_part, const acc
 }
 
 template <class T, int VEC>
-__global__ void backward_apply_kernel(T* __restrict__ dh, const T* __restrict__ dy, const T* __restrict__ h,
-                                      const acc_t<T>* __restrict__ scale, const acc_t<T>* __restrict__ coef,
-                                      GeluGrnShape s, Geometry g) {
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    backward_apply_kernel(T* __restrict__ dh, const T* __restrict__ dy, const T* __restrict__ h,
+                          const acc_t<T>* __restrict__ scale, const acc_t<T>* __restrict__ coef, GeluGrnShape s,
+                          Geometry g) {
   using acc = acc_t<T>;
+  constexpr int kUnroll = kUnrollFor<T, VEC, 2>;
   const Lane l = lane_of(g, s.positions);
   if (!l.active) return;
   const int64_t F = s.channels;
