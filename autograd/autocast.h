@@ -24,6 +24,8 @@
 //   batch_norm, layer_norm             | none: the kernels take a bf16/f16 input     | input's dtype; mean/invstd
 //                                      | with float32 weight, bias and running stats | and running stats float32;
 //                                      | (core/ops/norm.h)                           | dweight/dbias float32
+//   gelu_grn                           | none: bf16/f16 h with float32 gamma/beta    | h's dtype; G and z float32;
+//                                      | (core/ops/gelu_grn.h)                       | dgamma/dbeta float32
 //   everything else (unary elementwise,| none                                        | input's dtype (the kernels
 //   reductions, pooling, drop path,    |                                             | accumulate in float32)
 //   views, cat, pad, ...)              |                                             |
@@ -31,18 +33,19 @@
 //   a 16-bit operand is still an error).
 //
 // Why mixed binary ops cast DOWN (torch would promote to float32): in this model the float32
-// operand of a mixed add/mul is always a parameter meeting a 16-bit activation (GRN gamma/beta,
-// the layer scale gamma). Casting the parameter keeps the activation in 16 bits: GRN's output,
-// the widest tensor of a block (4x channels), and the residual stream stay in the autocast dtype,
-// at half the memory and bandwidth; the parameter's gradient still comes back in float32 through
-// the cast. The layers need no autocast code. Caveat for float16: a layer scale gamma near its
-// 1e-6 init is an f16 subnormal (5 significant bits) while it is that small.
+// operand of a mixed add/mul is always a parameter meeting a 16-bit activation (the layer scale
+// gamma; GRN gamma/beta where GRN::forward is used instead of the fused gelu_grn). Casting the
+// parameter keeps the activation in 16 bits: the residual stream (and GRN's output, the widest
+// tensor of a block, 4x channels) stays in the autocast dtype, at half the memory and bandwidth;
+// the parameter's gradient still comes back in float32 through the cast. The layers need no
+// autocast code. Caveat for float16: a layer scale gamma near its 1e-6 init is an f16 subnormal
+// (5 significant bits) while it is that small.
 //
-// Reductions (GRN's L2 norm, means, pooling) keep the 16-bit dtype: they accumulate in float32
-// and round the result (GRN's norm and mean twice: the sum, then the sqrt or the scaling). A
-// float16 sum, mean or norm reduces a float32 copy of its input instead
-// (autograd/functions/reduce_sum.cpp): a float16 sum overflows 65504 long before the mean or
-// norm would.
+// Reductions (GRN::forward's L2 norm, means, pooling) keep the 16-bit dtype: they accumulate in
+// float32 and round the result (GRN's norm and mean twice: the sum, then the sqrt or the scaling;
+// the fused gelu_grn rounds only its output). A float16 sum, mean or norm reduces a float32 copy of
+// its input instead (autograd/functions/reduce_sum.cpp): a float16 sum overflows 65504 long before
+// the mean or norm would.
 //
 // Backward runs with autocast off (the engine suspends it): each backward op runs in the dtypes
 // its forward chose, which the saved tensors and incoming gradients carry. Activation

@@ -4,6 +4,7 @@
 #include "autograd/functions/cast.h"
 #include "autograd/functions/conv.h"
 #include "autograd/functions/elementwise.h"
+#include "autograd/functions/gelu_grn.h"
 #include "autograd/functions/linear.h"
 #include "autograd/functions/norm.h"
 #include "autograd/functions/pool.h"

@@ -15,6 +15,7 @@
 #include "autograd/ops.h"
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
+#include "core/ops/gelu_grn.h"
 
 namespace unirep {
 
@@ -106,6 +107,31 @@ int run_bench_kernels(double peak_tflops) {
   add_row("bilinear x2 [128,28,28,160] bf16", 2 * e28 * 5, 0, [&] { interpolate_bilinear(x28, 56, 56, false); });
   add_row("max_pool 3x3 s2 [128,56,56,80] bf16", 2 * e56 * 1.25, 0,
           [&] { max_pool2d(x56, MaxPool2dParams{3, 3, 2, 2, 1, 1, 1, 1, false}); });
+
+  // Fused GELU + GRN at the MLP hidden shapes of stages 0 and 2 (kernels called directly: the
+  // backward needs no graph); the unfused forward (gelu, then GRN's ops in bf16 as autocast runs
+  // them) at the first shape for comparison. Floors: forward reads h twice and writes out, backward
+  // reads h and dy twice and writes dh.
+  for (const Shape& shape : std::vector<Shape>{{N, 56, 56, 320}, {N, 14, 14, 1280}}) {
+    Tensor h = randn(shape), dy = randn(shape), out = Tensor::like(h), dh = Tensor::like(h);
+    GeluGrnShape gs{shape[0], shape[1] * shape[2], shape[3]};
+    Tensor gamma = randn({shape[3]}, DType::Float32), beta = randn({shape[3]}, DType::Float32);
+    Tensor dgamma = Tensor::like(gamma), dbeta = Tensor::like(beta);
+    Tensor norms = Tensor::empty({gs.batch * gs.channels}, DType::Float32, dev);
+    const double e = double(h.numel());
+    const std::string dims = shape_str(shape);
+    add_row("gelu_grn fwd " + dims + " bf16", 6 * e, 0, [&] { gelu_grn_forward(out, norms, h, gamma, beta, gs); });
+    add_row("gelu_grn bwd " + dims + " bf16", 10 * e, 0,
+            [&] { gelu_grn_backward(dh, dgamma, dbeta, dy, h, norms, gamma, gs); });
+    if (shape[3] == 320) {
+      Tensor gamma_bf = gamma.reshape({1, 1, 1, 320}).to(bf), beta_bf = beta.reshape({1, 1, 1, 320}).to(bf);
+      add_row("gelu + GRN unfused fwd " + dims + " bf16", 6 * e, 0, [&] {
+        Tensor z = gelu(h);
+        Tensor g = norm(z, {1, 2}, true);
+        add(mul(add_scalar(mul(gamma_bf, div(g, add_scalar(mean(g, {3}, true), 1e-6))), 1.0), z), beta_bf);
+      });
+    }
+  }
 
   std::printf("%-48s %10s %10s %8s\n", "kernel", "time ms", "floor ms", "x floor");
   for (const Row& r : rows) {

@@ -76,7 +76,7 @@ Tensor UniRepLKNetBlock::residual_branch(const Tensor& x) {
   Tensor y = lark ? lark->forward(x) : smak->forward(x);
   if (norm) y = norm->forward(y);
   y = se->forward(y);
-  y = grn->forward(gelu(pwconv1->forward(y)));
+  y = grn->forward_after_gelu(pwconv1->forward(y));
   y = pwconv2->forward(y);
   return pwconv2_bn ? pwconv2_bn->forward(y) : y;
 }
