@@ -168,7 +168,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       }
       if (need_b) {  // db = 1^T dY
         db = Tensor::empty({out_f}, g.dtype(), g.device());
-        gemm(db, Tensor::ones({rows}, g.dtype(), g.device()), g, GemmParams{1, 1, out_f, rows});
+        gemm(db, ones_vector(rows, g.dtype(), g.device()), g, GemmParams{1, 1, out_f, rows});
       }
       return std::vector<Tensor>{dx, dw, db};
     });

@@ -7,6 +7,10 @@
 #include "core/ops/matmul.h"
 
 #include <climits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <memory>
 
 #include "core/ops/gemm_cpu.h"
@@ -134,6 +138,16 @@ void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor
     p.beta = 1.0;
   }
   gemm(y, x, w, p);
+}
+
+Tensor ones_vector(int64_t n, DType dtype, Device device) {
+  static std::mutex mutex;
+  // Never destroyed (like the streams and library handles): no device free after the runtime's teardown.
+  static auto* buffers = new std::map<std::pair<std::string, DType>, Tensor>();
+  std::lock_guard<std::mutex> lock(mutex);
+  Tensor& buffer = (*buffers)[{device.str(), dtype}];
+  if (!buffer.defined() || buffer.numel() < n) buffer = Tensor::ones({std::max<int64_t>(n, 1024)}, dtype, device);
+  return buffer.slice(0, 0, n);
 }
 
 }  // namespace unirep

@@ -30,6 +30,11 @@ void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p
 // algorithm: the bias copied into y, then gemm with beta = 1. Both round once, after the bias.
 void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias);
 
+// A contiguous [n] vector of ones in `dtype` on `device`: a view of a buffer kept per (device, dtype)
+// and grown when a longer one is asked for, so the bias gradient's 1^T dY product (one per linear
+// layer and step) needs no fill launch. Read only.
+Tensor ones_vector(int64_t n, DType dtype, Device device);
+
 namespace cuda {
 // Strides already resolved (no -1); dtypes and extents already validated.
 void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
