@@ -162,12 +162,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         gemm(dx, g, w, GemmParams{1, rows, in_f, out_f});
         dx = dx.view(x_shape);
       }
-      if (need_w) {  // dW = dY^T X over all rows
+      if (need_b) db = Tensor::empty({out_f}, g.dtype(), g.device());
+      if (need_w) {  // dW = dY^T X and db = 1^T dY, over all rows
         dw = Tensor::empty({out_f, in_f}, g.dtype(), g.device());
-        gemm(dw, g, x2, GemmParams{1, out_f, in_f, rows, true, false});
-      }
-      if (need_b) {  // db = 1^T dY
-        db = Tensor::empty({out_f}, g.dtype(), g.device());
+        linear_weight_grad(dw, db, g, x2);
+      } else if (need_b) {
         gemm(db, ones_vector(rows, g.dtype(), g.device()), g, GemmParams{1, 1, out_f, rows});
       }
       return std::vector<Tensor>{dx, dw, db};

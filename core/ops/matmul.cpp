@@ -140,6 +140,24 @@ void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor
   gemm(y, x, w, p);
 }
 
+void linear_weight_grad(const Tensor& dw, const Tensor& db, const Tensor& dy, const Tensor& x) {
+  UNIREP_CHECK(dy.dim() == 2 && x.dim() == 2 && dy.size(0) == x.size(0) && dw.dim() == 2 &&
+                   dw.size(0) == dy.size(1) && dw.size(1) == x.size(1),
+               "linear_weight_grad: expected dw [out, in], dy [rows, out], x [rows, in], got dw ",
+               shape_str(dw.shape()), ", dy ", shape_str(dy.shape()), ", x ", shape_str(x.shape()));
+  UNIREP_CHECK(dy.is_contiguous() && x.is_contiguous() && dw.is_contiguous(),
+               "linear_weight_grad: operands must be contiguous");
+  const int64_t rows = dy.size(0), out_f = dy.size(1), in_f = x.size(1);
+  if (db.defined()) {
+    UNIREP_CHECK(db.shape() == Shape{out_f} && db.dtype() == dy.dtype() && db.device() == dy.device() &&
+                     db.is_contiguous(),
+                 "linear_weight_grad: db ", db.str(), " does not match dy ", dy.str());
+    if (dy.is_cuda() && rows > 0 && out_f > 0 && in_f > 0 && cuda::linear_weight_grad_lt(dw, db, dy, x)) return;
+    gemm(db, ones_vector(rows, dy.dtype(), dy.device()), dy, GemmParams{1, 1, out_f, rows});
+  }
+  gemm(dw, dy, x, GemmParams{1, out_f, in_f, rows, true, false});
+}
+
 Tensor ones_vector(int64_t n, DType dtype, Device device) {
   static std::mutex mutex;
   // Never destroyed (like the streams and library handles): no device free after the runtime's teardown.

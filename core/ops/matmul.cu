@@ -76,33 +76,38 @@ unsigned alignment_of(const void* p) {
   return a;
 }
 
-// One matmul plan per (device, dtype, extents, alignments): descriptors and the heuristic's first
-// algorithm, made once (the heuristic query costs far more than the matmul's launch). In the
-// column-major terms of cuBLASLt, D = y^T [out x rows] = op_T(w as [in x out]) * x^T [in x rows],
-// so m = out, n = rows, k = in, and the epilogue's bias of length m is the layer's bias.
-struct LinearPlan {
+// One cuBLASLt matmul in column-major terms, D [m x n] (ld m) = op_a(A) op_b(B) with A stored
+// [a_rows x a_cols] (ld a_rows), B [b_rows x b_cols] (ld b_rows), and an epilogue whose vector
+// (bias or bias gradient) is passed per call.
+struct LtProblem {
+  cublasOperation_t trans_a, trans_b;
+  int64_t m, n, k, a_rows, a_cols, b_rows, b_cols;
+  cublasLtEpilogue_t epilogue;
+};
+
+// A plan per (device, dtype, problem, alignments): descriptors and the heuristic's first algorithm,
+// made once (the heuristic query costs far more than the matmul's launch).
+struct LtPlan {
   bool supported = false;
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
 };
-using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t, unsigned, unsigned, unsigned, unsigned>;
+using LtKey = std::tuple<int, int, int, int, int, int64_t, int64_t, int64_t, unsigned, unsigned, unsigned>;
 std::mutex g_plan_mutex;
-std::map<PlanKey, LinearPlan> g_plans;
+std::map<LtKey, LtPlan> g_plans;
 
-LinearPlan make_plan(const BlasLt& lt, cudaDataType_t type, int64_t rows, int64_t out_f, int64_t in_f,
-                     const unsigned align[4]) {
-  LinearPlan plan;
+LtPlan make_plan(const BlasLt& lt, cudaDataType_t type, const LtProblem& q, const unsigned align[3]) {
+  LtPlan plan;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &q.trans_a, sizeof(q.trans_a)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &q.trans_b, sizeof(q.trans_b)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &q.epilogue, sizeof(q.epilogue)));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, type, uint64_t(in_f), uint64_t(out_f), in_f));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, type, uint64_t(in_f), uint64_t(rows), in_f));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, type, uint64_t(out_f), uint64_t(rows), out_f));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, type, uint64_t(q.a_rows), uint64_t(q.a_cols), q.a_rows));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, type, uint64_t(q.b_rows), uint64_t(q.b_cols), q.b_rows));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, type, uint64_t(q.m), uint64_t(q.n), q.m));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t workspace = lt.workspace_bytes;
@@ -112,7 +117,7 @@ LinearPlan make_plan(const BlasLt& lt, cudaDataType_t type, int64_t rows, int64_
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4; ++i) {
-    const uint32_t bytes = align[i];
+    const uint32_t bytes = align[i < 3 ? i : 2];  // C is D
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &bytes, sizeof(bytes)));
   }
   cublasLtMatmulHeuristicResult_t result{};
@@ -127,34 +132,50 @@ LinearPlan make_plan(const BlasLt& lt, cudaDataType_t type, int64_t rows, int64_
   return plan;
 }
 
-}  // namespace
-
-bool linear_gemm_lt(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
-  if (y.dtype() == DType::Float64) return false;
-  const int64_t rows = x.size(0), out_f = w.size(0), in_f = w.size(1);
-  if (rows > INT_MAX || out_f > INT_MAX || in_f > INT_MAX) return false;
-  UNIREP_CHECK(y.device().index == current_device(), "linear_gemm: operands on ", y.device().str(),
-               " but the current device is cuda:", current_device());
-  const BlasLt& lt = blas_lt(y.device().index);
-  const cudaDataType_t type = cuda_dtype(y.dtype());
-  const unsigned align[4] = {alignment_of(w.data_ptr()), alignment_of(x.data_ptr()), alignment_of(y.data_ptr()),
-                             alignment_of(y.data_ptr())};
-  if (alignment_of(bias.data_ptr()) < 16) return false;
-  const PlanKey key{y.device().index, int(y.dtype()), rows, out_f, in_f, align[0], align[1], align[2], align[3]};
-  std::lock_guard<std::mutex> lock(g_plan_mutex);  // the bias pointer is set on the shared descriptor
+// Queues D = op_a(A) op_b(B) with the problem's epilogue on `vec` (16-byte aligned); false (nothing
+// queued) when cuBLASLt has no algorithm for it or an extent needs more than 32 bits.
+bool lt_matmul(const LtProblem& q, DType dtype, const void* a, const void* b, void* d, void* vec) {
+  if (dtype == DType::Float64 || q.m > INT_MAX || q.n > INT_MAX || q.k > INT_MAX) return false;
+  if (alignment_of(vec) < 16) return false;
+  const int device = current_device();
+  const BlasLt& lt = blas_lt(device);
+  const cudaDataType_t type = cuda_dtype(dtype);
+  const unsigned align[3] = {alignment_of(a), alignment_of(b), alignment_of(d)};
+  const LtKey key{device, int(dtype), int(q.epilogue), int(q.trans_a), int(q.trans_b), q.m, q.n, q.k,
+                  align[0], align[1], align[2]};
+  std::lock_guard<std::mutex> lock(g_plan_mutex);  // the vector pointer is set on the shared descriptor
   auto it = g_plans.find(key);
-  if (it == g_plans.end()) it = g_plans.emplace(key, make_plan(lt, type, rows, out_f, in_f, align)).first;
-  const LinearPlan& plan = it->second;
+  if (it == g_plans.end()) it = g_plans.emplace(key, make_plan(lt, type, q, align)).first;
+  const LtPlan& plan = it->second;
   if (!plan.supported) return false;
-  const void* bias_ptr = bias.data_ptr();
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr,
-                                              sizeof(bias_ptr)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
   const float one = 1.0f, zero = 0.0f;
-  CUBLAS_CHECK(cublasLtMatmul(lt.handle, plan.desc, &one, w.data_ptr(), plan.a, x.data_ptr(), plan.b, &zero,
-                              y.data_ptr(), plan.d, y.data_ptr(), plan.d, &plan.algo, lt.workspace,
-                              lt.workspace_bytes, stream()));
+  CUBLAS_CHECK(cublasLtMatmul(lt.handle, plan.desc, &one, a, plan.a, b, plan.b, &zero, d, plan.d, d, plan.d,
+                              &plan.algo, lt.workspace, lt.workspace_bytes, stream()));
   UNIREP_PROFILE_MARK();
   return true;
+}
+
+}  // namespace
+
+// Column-major: y^T [out x rows] = op_T(w as [in x out]) * x^T [in x rows]; the bias (length m = out)
+// is added in the epilogue.
+bool linear_gemm_lt(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  UNIREP_CHECK(y.device().index == current_device(), "linear_gemm: operands on ", y.device().str(),
+               " but the current device is cuda:", current_device());
+  const int64_t rows = x.size(0), out_f = w.size(0), in_f = w.size(1);
+  const LtProblem q{CUBLAS_OP_T, CUBLAS_OP_N, out_f, rows, in_f, in_f, out_f, in_f, rows, CUBLASLT_EPILOGUE_BIAS};
+  return lt_matmul(q, y.dtype(), w.data_ptr(), x.data_ptr(), y.data_ptr(), bias.data_ptr());
+}
+
+// Column-major: dw^T [in x out] = x^T [in x rows] * op_T(dy as [out x rows]); the epilogue's bias
+// gradient sums op_T(dy) over k = rows, one value per column of D: db[out].
+bool linear_weight_grad_lt(const Tensor& dw, const Tensor& db, const Tensor& dy, const Tensor& x) {
+  UNIREP_CHECK(dw.device().index == current_device(), "linear_weight_grad: operands on ", dw.device().str(),
+               " but the current device is cuda:", current_device());
+  const int64_t rows = x.size(0), in_f = x.size(1), out_f = dy.size(1);
+  const LtProblem q{CUBLAS_OP_N, CUBLAS_OP_T, in_f, out_f, rows, in_f, rows, out_f, rows, CUBLASLT_EPILOGUE_BGRADB};
+  return lt_matmul(q, dw.dtype(), x.data_ptr(), dy.data_ptr(), dw.data_ptr(), db.data_ptr());
 }
 
 }  // namespace unirep::cuda

@@ -30,6 +30,13 @@ void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p
 // algorithm: the bias copied into y, then gemm with beta = 1. Both round once, after the bias.
 void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias);
 
+// A linear layer's parameter gradients over all rows: dw[out, in] = dy[rows, out]^T @ x[rows, in]
+// and, when db is defined, db[out] = sum over rows of dy; dy, x, dw, db contiguous, one dtype and
+// device. On CUDA (float32, bf16, f16) one cuBLASLt matmul computes both (the bias gradient in its
+// BGRADB epilogue: no second pass over dy); elsewhere, and where cuBLASLt offers no algorithm,
+// db is the product 1^T dy.
+void linear_weight_grad(const Tensor& dw, const Tensor& db, const Tensor& dy, const Tensor& x);
+
 // A contiguous [n] vector of ones in `dtype` on `device`: a view of a buffer kept per (device, dtype)
 // and grown when a longer one is asked for, so the bias gradient's 1^T dY product (one per linear
 // layer and step) needs no fill launch. Read only.
@@ -40,6 +47,8 @@ namespace cuda {
 void gemm(const Tensor& c, const Tensor& a, const Tensor& b, const GemmParams& p);
 // linear_gemm with a bias through cuBLASLt; false (nothing queued) when it has no algorithm for it.
 bool linear_gemm_lt(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias);
+// linear_weight_grad with a bias gradient through cuBLASLt; false (nothing queued) likewise.
+bool linear_weight_grad_lt(const Tensor& dw, const Tensor& db, const Tensor& dy, const Tensor& x);
 }  // namespace cuda
 
 }  // namespace unirep

@@ -185,10 +185,11 @@ TEST(Linear, LinearBFloat16RoundsOnce) {
   for (size_t i = 0; i < yv.size(); ++i) EXPECT_NEAR(yv[i], rv[i], std::abs(rv[i]) * (1.0 / 256) + 1e-6) << i;
 }
 
-// The CUDA forward of a linear with a bias (cuBLASLt's bias epilogue, core/ops/matmul.h) against the
-// CPU's, for float32 and bf16: the layer shapes of a UniRepLKNet block, odd extents, and operands off
-// 16-byte alignment (views into a larger storage). Both add the bias to the float sum and round once.
-TEST(Linear, CudaBiasEpilogueMatchesCpu) {
+// The CUDA linear with a bias (core/ops/matmul.h: the bias in cuBLASLt's epilogue forward, the bias
+// gradient in the weight-gradient matmul's BGRADB epilogue backward) against the CPU's, for float32
+// and bf16: the layer shapes of a UniRepLKNet block, odd extents, and an input off 16-byte
+// alignment (a view into a larger storage). Both sum in float and round once.
+TEST(Linear, CudaBiasEpiloguesMatchCpu) {
   UNIREP_SKIP_WITHOUT_CUDA();
   struct Case {
     int64_t rows, in_f, out_f, x_offset;
@@ -198,17 +199,22 @@ TEST(Linear, CudaBiasEpilogueMatchesCpu) {
   for (DType dt : {DType::Float32, DType::BFloat16}) {
     for (const Case& c : cases) {
       Tensor storage = Tensor::randn({c.rows * c.in_f + c.x_offset}, gen, dt);
-      Tensor x = storage.slice(0, c.x_offset, c.x_offset + c.rows * c.in_f).reshape({c.rows, c.in_f});
       Tensor w = Tensor::randn({c.out_f, c.in_f}, gen, dt), b = Tensor::randn({c.out_f}, gen, dt);
-      std::vector<double> want = linear(x, w, b).to(DType::Float64).to_vector<double>();
-      Tensor xg = storage.cuda().slice(0, c.x_offset, c.x_offset + c.rows * c.in_f).reshape({c.rows, c.in_f});
-      std::vector<double> got = linear(xg, w.cuda(), b.cuda()).cpu().to(DType::Float64).to_vector<double>();
-      ASSERT_EQ(got.size(), want.size());
-      // Same float sum in another order: float32 within a few ulps of the sum's size, bf16 within one rounding.
-      const double tol = dt == DType::BFloat16 ? 1.0 / 128 : 1e-5;
-      for (size_t i = 0; i < got.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i])))
-            << dtype_name(dt) << " rows " << c.rows << " in " << c.in_f << " out " << c.out_f << " at " << i;
+      Tensor up = Tensor::randn({c.rows, c.out_f}, gen, dt);
+      auto run = [&](Device d) {
+        Tensor x = storage.to(d).slice(0, c.x_offset, c.x_offset + c.rows * c.in_f).reshape({c.rows, c.in_f});
+        x = x.detach().requires_grad_();
+        Tensor wd = w.to(d).detach().requires_grad_(), bd = b.to(d).detach().requires_grad_();
+        Tensor y = linear(x, wd, bd);
+        y.backward(up.to(d));
+        return std::vector<Tensor>{y.cpu(), x.grad().cpu(), wd.grad().cpu(), bd.grad().cpu()};
+      };
+      std::vector<Tensor> want = run(Device::cpu()), got = run(Device::cuda(0));
+      const char* what[4] = {"y", "dx", "dw", "db"};
+      for (size_t i = 0; i < 4; ++i)
+        EXPECT_LT(testing::relative_error(got[i].to(DType::Float64), want[i].to(DType::Float64)),
+                  dt == DType::BFloat16 ? 1e-2 : 1e-5)
+            << what[i] << " " << dtype_name(dt) << " rows " << c.rows << " in " << c.in_f << " out " << c.out_f;
     }
   }
 }
