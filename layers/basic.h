@@ -71,13 +71,12 @@ class GELU : public Module {
 // Global Response Normalisation on NHWC z [N, H, W, F] (spec 2.7):
 //   G = ||z||_2 over (H, W) per sample and channel; Nx = G / (mean_F G + 1e-6);
 //   out = (gamma Nx + 1) z + beta, gamma and beta of shape [1, 1, 1, F] (beta absent in deploy).
-// forward_after_gelu(h) is forward(gelu(h)) as one fused op (gelu_grn) that keeps only h for the
-// backward and takes a bf16/f16 h with float32 gamma/beta as they are (no casts under autocast).
+// The UniRepLKNet block does not call forward: it runs gelu, GRN and pwconv2 as one op on GRN's
+// parameters (gelu_grn_linear, autograd/functions/gelu_grn.h).
 class GRN : public Module {
  public:
   GRN(int64_t channels, bool use_bias);
   Tensor forward(const Tensor& z) const;
-  Tensor forward_after_gelu(const Tensor& h) const { return gelu_grn(h, gamma, beta); }
 
   Tensor gamma, beta;
 };

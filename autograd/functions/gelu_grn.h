@@ -15,4 +15,14 @@ namespace unirep {
 
 Tensor gelu_grn(const Tensor& h, const Tensor& gamma, const Tensor& beta);
 
+// linear(gelu_grn(h, gamma, beta), weight, bias): the block's MLP after pwconv1, with the GRN output
+// (the linear's input, 4x the block's channels) not kept for backward: the graph holds h, G and the
+// per-(sample, channel) GRN scale, and the backward rebuilds the linear's input with one pass over h
+// (core/ops/gelu_grn.h, gelu_grn_apply) for the weight gradient, then drops it. Against gelu_grn then
+// linear that trades one elementwise pass for the largest tensor a training step saves per block
+// (UniRepLKNet-T, bf16, batch 128: 2.4 GB). weight [out, F], bias [out] or undefined; under autocast
+// weight and bias are cast as linear's are (gamma and beta are not, as gelu_grn's).
+Tensor gelu_grn_linear(const Tensor& h, const Tensor& gamma, const Tensor& beta, const Tensor& weight,
+                       const Tensor& bias);
+
 }  // namespace unirep

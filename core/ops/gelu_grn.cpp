@@ -60,13 +60,24 @@ template <class F> void for_each_element(GeluGrnShape s, const F& body) {
   });
 }
 
+template <class T, class P> void apply_cpu(const Tensor& out_t, const Tensor& h_t, const acc_t<T>* sc, const Tensor& beta_t,
+                                           GeluGrnShape s) {
+  using acc = acc_t<T>;
+  const T* h = h_t.data<T>();
+  const P* beta = beta_t.defined() ? beta_t.data<P>() : nullptr;
+  T* out = out_t.data<T>();
+  for_each_element(s, [&](int64_t e, int64_t nc, int64_t c) {
+    const acc shift = beta ? static_cast<acc>(beta[c]) : acc(0);
+    out[e] = static_cast<T>(ew::gelu(static_cast<acc>(h[e])) * sc[nc] + shift);
+  });
+}
+
 template <class T, class P>
 void forward_cpu(const Tensor& out_t, const Tensor& norm_t, const Tensor& h_t, const Tensor& gamma_t,
-                 const Tensor& beta_t, GeluGrnShape s) {
+                 const Tensor& beta_t, GeluGrnShape s, const Tensor& scale_t) {
   using acc = acc_t<T>;
   const T* h = h_t.data<T>();
   const P* gamma = gamma_t.data<P>();
-  const P* beta = beta_t.defined() ? beta_t.data<P>() : nullptr;
   const int64_t C = s.channels;
   std::vector<acc> sums;
   position_sums<acc>(
@@ -77,7 +88,8 @@ void forward_cpu(const Tensor& out_t, const Tensor& norm_t, const Tensor& h_t, c
       },
       sums);
   acc* G = norm_t.data<acc>();
-  std::vector<acc> scale(size_t(s.batch * C));
+  std::vector<acc> local(scale_t.defined() ? 0 : size_t(s.batch * C));
+  acc* scale = scale_t.defined() ? scale_t.data<acc>() : local.data();
   for (int64_t n = 0; n < s.batch; ++n) {
     acc total = 0;
     for (int64_t c = 0; c < C; ++c) {
@@ -85,14 +97,9 @@ void forward_cpu(const Tensor& out_t, const Tensor& norm_t, const Tensor& h_t, c
       total += G[n * C + c];
     }
     const acc d = total / acc(C) + acc(kGrnEps);
-    for (int64_t c = 0; c < C; ++c) scale[size_t(n * C + c)] = static_cast<acc>(gamma[c]) * (G[n * C + c] / d) + acc(1);
+    for (int64_t c = 0; c < C; ++c) scale[n * C + c] = static_cast<acc>(gamma[c]) * (G[n * C + c] / d) + acc(1);
   }
-  T* out = out_t.data<T>();
-  const acc* sc = scale.data();
-  for_each_element(s, [&](int64_t e, int64_t nc, int64_t c) {
-    const acc shift = beta ? static_cast<acc>(beta[c]) : acc(0);
-    out[e] = static_cast<T>(ew::gelu(static_cast<acc>(h[e])) * sc[nc] + shift);
-  });
+  apply_cpu<T, P>(out_t, h_t, scale, beta_t, s);
 }
 
 template <class T, class P>
@@ -170,16 +177,37 @@ void check_common(const Tensor& h, const Tensor& norm, const Tensor& gamma, Gelu
 }  // namespace
 
 void gelu_grn_forward(const Tensor& out, const Tensor& norm, const Tensor& h, const Tensor& gamma,
-                      const Tensor& beta, GeluGrnShape s) {
+                      const Tensor& beta, GeluGrnShape s, const Tensor& scale) {
   check_common(h, norm, gamma, s);
   const DType pdt = norm_param_dtype("gelu_grn", h.dtype(), {&gamma, &beta});
   check_tensor("out", out, h.dtype(), h.numel(), h);
   check_tensor("gamma", gamma, pdt, s.channels, h);
   check_tensor("beta", beta, pdt, s.channels, h);
-  if (h.is_cuda()) return cuda::gelu_grn_forward(out, norm, h, gamma, beta, s);
+  check_tensor("scale", scale, norm.dtype(), s.batch * s.channels, h);
+  if (h.is_cuda()) return cuda::gelu_grn_forward(out, norm, h, gamma, beta, s, scale);
   UNIREP_DISPATCH_FLOATING(h.dtype(), "gelu_grn", [&] {
     using T = scalar_t;
-    with_norm_param<T>(pdt, [&](auto p) { forward_cpu<T, typename decltype(p)::type>(out, norm, h, gamma, beta, s); });
+    with_norm_param<T>(
+        pdt, [&](auto p) { forward_cpu<T, typename decltype(p)::type>(out, norm, h, gamma, beta, s, scale); });
+  });
+}
+
+void gelu_grn_apply(const Tensor& out, const Tensor& h, const Tensor& scale, const Tensor& beta, GeluGrnShape s) {
+  UNIREP_CHECK(h.defined() && is_floating(h.dtype()) && h.is_contiguous() && s.channels > 0 &&
+                   h.numel() == s.batch * s.positions * s.channels,
+               "gelu_grn_apply: h must be a contiguous floating tensor of shape [", s.batch, ", ", s.positions, ", ",
+               s.channels, "], got ", h.defined() ? h.str() : "undefined");
+  UNIREP_CHECK(scale.defined(), "gelu_grn_apply: scale must be defined");
+  check_tensor("scale", scale, norm_stat_dtype(h.dtype()), s.batch * s.channels, h);
+  check_tensor("out", out, h.dtype(), h.numel(), h);
+  const DType pdt = norm_param_dtype("gelu_grn_apply", h.dtype(), {&beta});
+  check_tensor("beta", beta, pdt, s.channels, h);
+  if (h.is_cuda()) return cuda::gelu_grn_apply(out, h, scale, beta, s);
+  UNIREP_DISPATCH_FLOATING(h.dtype(), "gelu_grn_apply", [&] {
+    using T = scalar_t;
+    with_norm_param<T>(pdt, [&](auto p) {
+      apply_cpu<T, typename decltype(p)::type>(out, h, scale.data<acc_t<T>>(), beta, s);
+    });
   });
 }
 

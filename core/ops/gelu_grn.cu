@@ -343,12 +343,22 @@ template <class T> bool vectorisable(int64_t F, std::initializer_list<const Tens
 }
 
 template <class T, class P, int VEC>
+void apply_impl(const Tensor& out, const Tensor& h, const Tensor& scale, const Tensor& beta, GeluGrnShape s) {
+  using acc = acc_t<T>;
+  const Geometry g = geometry(s, VEC);
+  const dim3 grid(unsigned(g.nsplit), unsigned(g.ntiles), unsigned(s.batch));
+  forward_apply_kernel<T, VEC, P><<<grid, g.threads, 0, stream()>>>(
+      out.data<T>(), h.data<T>(), scale.data<acc>(), beta.defined() ? beta.data<P>() : nullptr, s, g);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T, class P, int VEC>
 void forward_impl(const Tensor& out, const Tensor& norm, const Tensor& h, const Tensor& gamma, const Tensor& beta,
-                  GeluGrnShape s) {
+                  GeluGrnShape s, const Tensor& scale_out) {
   using acc = acc_t<T>;
   const Geometry g = geometry(s, VEC);
   Tensor partial = Tensor::empty({s.batch * g.nsplit * 2 * s.channels}, norm.dtype(), h.device());
-  Tensor scale = Tensor::empty({s.batch * s.channels}, norm.dtype(), h.device());
+  Tensor scale = scale_out.defined() ? scale_out : Tensor::empty({s.batch * s.channels}, norm.dtype(), h.device());
   const dim3 grid(unsigned(g.nsplit), unsigned(g.ntiles), unsigned(s.batch));
   sums_kernel<T, VEC, false><<<grid, g.threads, size_t(g.threads) * VEC * sizeof(acc), stream()>>>(
       h.data<T>(), nullptr, s, g, partial.data<acc>());
@@ -397,16 +407,30 @@ void backward_impl(const Tensor& dh, const Tensor& dgamma, const Tensor& dbeta, 
 }  // namespace
 
 void gelu_grn_forward(const Tensor& out, const Tensor& norm, const Tensor& h, const Tensor& gamma,
-                      const Tensor& beta, GeluGrnShape s) {
+                      const Tensor& beta, GeluGrnShape s, const Tensor& scale) {
   if (s.batch == 0) return;
   UNIREP_DISPATCH_FLOATING(h.dtype(), "gelu_grn", [&] {
     using T = scalar_t;
     with_norm_param<T>(gamma.dtype(), [&](auto p) {
       using P = typename decltype(p)::type;
       if (vectorisable<T>(s.channels, {&out, &h}))
-        forward_impl<T, P, kVec<T>>(out, norm, h, gamma, beta, s);
+        forward_impl<T, P, kVec<T>>(out, norm, h, gamma, beta, s, scale);
       else
-        forward_impl<T, P, 1>(out, norm, h, gamma, beta, s);
+        forward_impl<T, P, 1>(out, norm, h, gamma, beta, s, scale);
+    });
+  });
+}
+
+void gelu_grn_apply(const Tensor& out, const Tensor& h, const Tensor& scale, const Tensor& beta, GeluGrnShape s) {
+  if (s.batch == 0) return;
+  UNIREP_DISPATCH_FLOATING(h.dtype(), "gelu_grn_apply", [&] {
+    using T = scalar_t;
+    with_norm_param<T>(beta.defined() ? beta.dtype() : h.dtype(), [&](auto p) {
+      using P = typename decltype(p)::type;
+      if (vectorisable<T>(s.channels, {&out, &h}))
+        apply_impl<T, P, kVec<T>>(out, h, scale, beta, s);
+      else
+        apply_impl<T, P, 1>(out, h, scale, beta, s);
     });
   });
 }

@@ -34,9 +34,13 @@ struct GeluGrnShape {
 constexpr double kGrnEps = 1e-6;
 
 // out: h's shape and dtype; norm: [N * F] contiguous, norm_stat_dtype(h) (written: G, for the backward);
-// beta may be undefined.
+// beta may be undefined; scale, when defined ([N * F], norm's dtype), receives the per-(n, f) scale, for
+// gelu_grn_apply to rebuild out later without the sums pass.
 void gelu_grn_forward(const Tensor& out, const Tensor& norm, const Tensor& h, const Tensor& gamma,
-                      const Tensor& beta, GeluGrnShape s);
+                      const Tensor& beta, GeluGrnShape s, const Tensor& scale = Tensor());
+// out = gelu(h) * scale + beta with the scale gelu_grn_forward wrote: its output again, from h
+// alone (one pass; the recompute of autograd/functions/gelu_grn.h's gelu_grn_linear).
+void gelu_grn_apply(const Tensor& out, const Tensor& h, const Tensor& scale, const Tensor& beta, GeluGrnShape s);
 // dh (h's shape and dtype), dgamma, dbeta ([F] elements, gamma's dtype): each may be undefined (not
 // wanted). dy: h's shape and dtype, contiguous; norm: G from the forward.
 void gelu_grn_backward(const Tensor& dh, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
@@ -44,7 +48,8 @@ void gelu_grn_backward(const Tensor& dh, const Tensor& dgamma, const Tensor& dbe
 
 namespace cuda {
 void gelu_grn_forward(const Tensor& out, const Tensor& norm, const Tensor& h, const Tensor& gamma,
-                      const Tensor& beta, GeluGrnShape s);
+                      const Tensor& beta, GeluGrnShape s, const Tensor& scale);
+void gelu_grn_apply(const Tensor& out, const Tensor& h, const Tensor& scale, const Tensor& beta, GeluGrnShape s);
 void gelu_grn_backward(const Tensor& dh, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
                        const Tensor& h, const Tensor& norm, const Tensor& gamma, GeluGrnShape s);
 }  // namespace cuda

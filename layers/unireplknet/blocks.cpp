@@ -76,8 +76,8 @@ Tensor UniRepLKNetBlock::residual_branch(const Tensor& x) {
   Tensor y = lark ? lark->forward(x) : smak->forward(x);
   if (norm) y = norm->forward(y);
   y = se->forward(y);
-  y = grn->forward_after_gelu(pwconv1->forward(y));
-  y = pwconv2->forward(y);
+  // GELU, GRN and pwconv2 as one op that keeps pwconv1's output, not GRN's, for the backward.
+  y = gelu_grn_linear(pwconv1->forward(y), grn->gamma, grn->beta, pwconv2->weight, pwconv2->bias);
   return pwconv2_bn ? pwconv2_bn->forward(y) : y;
 }
 

@@ -140,10 +140,7 @@ TEST(GeluGrn, BFloat16WithFloat32ParamsCpu) {
     Results amp = run(
         [](const Tensor& h, const Tensor& gamma, const Tensor& beta) {
           AutocastGuard guard(DType::BFloat16);
-          GRN grn(h.size(-1), true);
-          grn.gamma = gamma;
-          grn.beta = beta;
-          return grn.forward_after_gelu(h);
+          return gelu_grn(h, gamma, beta);
         },
         in, DType::BFloat16, DType::Float32, Device::cpu());
     EXPECT_EQ(relative_error(amp.out, mixed.out), 0.0) << name;
@@ -207,6 +204,88 @@ TEST(GeluGrn, CudaMatchesCpu) {
         EXPECT_LT(relative_error(beta.grad().cpu(), cpu.dbeta), 1e-4) << name;
       }
     }
+}
+
+
+// gelu_grn_linear: linear(gelu_grn(...)) with the linear's input rebuilt in backward. Gradcheck in
+// float64 (bias and beta present and absent), and the output and all five gradients against the
+// unfused composition, float64 on the CPU and, on a GPU, bf16 under autocast with float32 parameters
+// (the training configuration) against the same on the CPU.
+struct MlpInputs {
+  Inputs grn;
+  Tensor weight, bias;
+};
+
+MlpInputs make_mlp_inputs(const Shape& shape, int64_t out_f, bool with_beta, bool with_bias, uint64_t seed) {
+  MlpInputs in{make_inputs(shape, with_beta, seed), Tensor(), Tensor()};
+  Generator gen(seed + 1);
+  in.weight = Tensor::randn({out_f, shape.back()}, gen, DType::Float64).mul_(0.3).requires_grad_();
+  if (with_bias) in.bias = Tensor::randn({out_f}, gen, DType::Float64).requires_grad_();
+  Shape out_shape = shape;
+  out_shape.back() = out_f;
+  in.grn.dy = Tensor::randn(out_shape, gen, DType::Float64);
+  return in;
+}
+
+TEST(GeluGrnLinear, Gradcheck) {
+  for (bool with_bias : {true, false}) {
+    MlpInputs in = make_mlp_inputs({2, 3, 2, 5}, 4, !with_bias, with_bias, 31);
+    std::vector<Tensor> inputs{in.grn.h, in.grn.gamma, in.weight};
+    if (in.grn.beta.defined()) inputs.push_back(in.grn.beta);
+    if (in.bias.defined()) inputs.push_back(in.bias);
+    const bool beta = in.grn.beta.defined();
+    GradcheckResult r = gradcheck(
+        [beta, with_bias](const std::vector<Tensor>& x) {
+          return gelu_grn_linear(x[0], x[1], beta ? x[3] : Tensor(), x[2], with_bias ? x[3] : Tensor());
+        },
+        inputs);
+    EXPECT_TRUE(r.ok) << "bias " << with_bias << ": " << r.message;
+  }
+}
+
+std::vector<Tensor> mlp_run(bool fused_op, const MlpInputs& in, DType h_dtype, Device dev, bool autocast) {
+  Tensor h = in.grn.h.detach().to(h_dtype).to(dev).requires_grad_();
+  const DType p_dtype = h_dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+  Tensor gamma = in.grn.gamma.detach().to(p_dtype).to(dev).requires_grad_();
+  Tensor beta = in.grn.beta.detach().to(p_dtype).to(dev).requires_grad_();
+  Tensor w = in.weight.detach().to(p_dtype).to(dev).requires_grad_();
+  Tensor b = in.bias.detach().to(p_dtype).to(dev).requires_grad_();
+  Tensor y;
+  {
+    AutocastGuard amp(DType::BFloat16, autocast);
+    y = fused_op ? gelu_grn_linear(h, gamma, beta, w, b) : linear(gelu_grn(h, gamma, beta), w, b);
+  }
+  y.backward(in.grn.dy.to(y.dtype()).to(dev));
+  return {y.cpu(), h.grad().cpu(), gamma.grad().cpu(), beta.grad().cpu(), w.grad().cpu(), b.grad().cpu()};
+}
+
+TEST(GeluGrnLinear, EqualsTheUnfusedOpsFloat64) {
+  MlpInputs in = make_mlp_inputs({3, 4, 4, 12}, 7, true, true, 41);
+  std::vector<Tensor> fused_r = mlp_run(true, in, DType::Float64, Device::cpu(), false);
+  std::vector<Tensor> plain = mlp_run(false, in, DType::Float64, Device::cpu(), false);
+  const char* what[6] = {"y", "dh", "dgamma", "dbeta", "dweight", "dbias"};
+  for (size_t i = 0; i < 6; ++i) EXPECT_LT(relative_error(fused_r[i], plain[i]), 1e-13) << what[i];
+}
+
+TEST(GeluGrnLinear, AutocastCastsTheLinearOnly) {
+  MlpInputs in = make_mlp_inputs({2, 5, 5, 16}, 8, true, true, 43);
+  std::vector<Tensor> fused_r = mlp_run(true, in, DType::BFloat16, Device::cpu(), true);
+  std::vector<Tensor> plain = mlp_run(false, in, DType::BFloat16, Device::cpu(), true);
+  EXPECT_EQ(fused_r[0].dtype(), DType::BFloat16);
+  for (size_t i = 2; i < 6; ++i) EXPECT_EQ(fused_r[i].dtype(), DType::Float32) << "parameter gradient " << i;
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(relative_error(fused_r[i], plain[i]), 0.0) << i;
+}
+
+TEST(GeluGrnLinear, CudaMatchesCpuUnderAutocast) {
+  UNIREP_SKIP_WITHOUT_CUDA();
+  for (int64_t F : {int64_t(320), int64_t(20)}) {
+    MlpInputs in = make_mlp_inputs({4, 14, 14, F}, F / 4, true, true, 47);
+    std::vector<Tensor> cpu = mlp_run(true, in, DType::BFloat16, Device::cpu(), true);
+    std::vector<Tensor> gpu = mlp_run(true, in, DType::BFloat16, Device::cuda(0), true);
+    const char* what[6] = {"y", "dh", "dgamma", "dbeta", "dweight", "dbias"};
+    for (size_t i = 0; i < 6; ++i)
+      EXPECT_LT(relative_error(gpu[i].to(DType::Float64), cpu[i].to(DType::Float64)), 2e-2) << what[i] << " F " << F;
+  }
 }
 
 }  // namespace
