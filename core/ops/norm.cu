@@ -5,10 +5,6 @@
 // ranges, each block writes one partial per (range, channel), and a finish kernel (a warp per
 // channel, the partials laid out [part][C][nsplit] so its loads are contiguous) combines the
 // partials in a fixed order and does the per-channel math (mean, invstd, running stats, dweight/dbias).
-// On the channel-last path that finish runs inside the reduction kernel instead of a launch of its
-// own: each block counts itself done on a per-tile ticket (after a threadfence), and the block that
-// completes a tile finishes the tile's channels, in the same fixed order, then resets the ticket
-// (one launch per reduction instead of two: a batch norm layer of a training step has two).
 //   channel-last ([rows, C], inner = 1): a thread owns V consecutive channels (V = 16 / sizeof(T):
 //     one 16-byte load per row; V = 1 when C % V != 0 or a pointer is not 16-byte aligned) and walks
 //     every rs-th row of its block's range. A block is tcv channel vectors x rs rows (tcv = C / V up to
@@ -30,8 +26,6 @@
 // Kernels take the parameters' element type P apart from the input's T (float32 parameters next
 // to a bf16/f16 input, norm.h).
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -150,17 +144,11 @@ __device__ __forceinline__ void combine(acc& n, acc& a1, acc& a2, acc nb, acc b1
   }
 }
 
-template <class acc, class Fin>
-__device__ void finish_channel_sums(const acc* partial, int64_t nsplit, int64_t C, int64_t c, int lane, const Fin& fin);
-template <class acc, class Fin>
-__device__ void finish_channel_moments(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total, int64_t C,
-                                       int64_t c, int lane, const Fin& fin);
-
 // partial layout: [2][C][nsplit].
-template <class acc, int V, class F, class Fin>
+template <class acc, int V, class F>
 __global__ void __launch_bounds__(kThreads)
-    channel_sums_rows_kernel(F f, Fin fin, int64_t rows, int64_t C, int tcv, int rs, int64_t rows_per_split,
-                             int64_t nsplit, acc* partial, unsigned* tickets) {
+    channel_sums_rows_kernel(F f, int64_t rows, int64_t C, int tcv, int rs, int64_t rows_per_split, int64_t nsplit,
+                             acc* partial) {
   __shared__ acc sh1[V * kThreads];  // [channel of the vector][thread]: conflict-free tree steps
   __shared__ acc sh2[V * kThreads];
   __shared__ acc shn[kThreads];
@@ -212,25 +200,6 @@ __global__ void __launch_bounds__(kThreads)
       partial[(C + c + i) * nsplit + split] = sh2[i * kThreads + t];
     }
   }
-  // The tile's last range to finish adds up every range's partials (threadfence: this block's
-  // partials are visible before its ticket is counted; the reads bypass L1).
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (t == 0) last = atomicAdd(tickets + blockIdx.x, 1u) == unsigned(nsplit - 1);
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const int64_t tile_begin = int64_t(blockIdx.x) * tcv * V;
-  const int64_t tile_end = tile_begin + int64_t(tcv) * V < C ? tile_begin + int64_t(tcv) * V : C;
-  const int lane = t & 31, nwarps = blockDim.x >> 5;
-  for (int64_t cc = tile_begin + (t >> 5); cc < tile_end; cc += nwarps) {
-    if constexpr (F::kWelford)
-      finish_channel_moments(partial, nsplit, rows_per_split, rows, C, cc, lane, fin);
-    else
-      finish_channel_sums(partial, nsplit, C, cc, lane, fin);
-  }
-  if (t == 0) tickets[blockIdx.x] = 0u;
 }
 
 // Fixed-order tree over the block (blockDim.x a multiple of 32, at most 1024): the result in thread 0.
@@ -281,36 +250,40 @@ __global__ void channel_sums_inner_kernel(F f, int64_t C, int64_t inner, int64_t
   }
 }
 
-// One warp finishes channel c: fin(c, s1, s2) with the channel's totals, its nsplit partials added
-// in a fixed order (lane k takes k, k + 32, ..., then a fixed shuffle tree).
+// Warp per channel: fin(c, s1, s2) with the channel's totals.
 template <class acc, class Fin>
-__device__ void finish_channel_sums(const acc* partial, int64_t nsplit, int64_t C, int64_t c, int lane, const Fin& fin) {
+__global__ void channel_sums_finish_kernel(const acc* partial, int64_t nsplit, int64_t C, Fin fin) {
+  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (c >= C) return;  // warp-uniform
   const acc* p1 = partial + c * nsplit;
   const acc* p2 = partial + (C + c) * nsplit;
   acc s1 = 0, s2 = 0;
   for (int64_t k = lane; k < nsplit; k += 32) {
-    s1 += __ldcg(p1 + k);
-    s2 += __ldcg(p2 + k);
+    s1 += p1[k];
+    s2 += p2[k];
   }
   s1 = warp_sum(s1);
   s2 = warp_sum(s2);
   if (lane == 0) fin(c, s1, s2);
 }
 
-// One warp finishes channel c from the partial (mean, M2) of every range (range k holds
-// min(per_split, total - k per_split) values), merged in float64, means taken relative to the first
-// range's so a large mean costs no precision: fin(c, n, mean, M2).
+// Warp per channel: merges the partial (mean, M2) of every range (range k holds
+// min(per_split, total - k per_split) values) in float64, means taken relative to the first
+// range's so a large mean costs no precision; fin(c, n, mean, M2).
 template <class acc, class Fin>
-__device__ void finish_channel_moments(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total, int64_t C,
-                                       int64_t c, int lane, const Fin& fin) {
+__global__ void channel_moments_finish_kernel(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total,
+                                              int64_t C, Fin fin) {
+  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (c >= C) return;  // warp-uniform
   const acc* pm = partial + c * nsplit;
   const acc* p2 = partial + (C + c) * nsplit;
-  const double ref = double(__ldcg(pm));
+  const double ref = double(pm[0]);
   double n = 0, m = 0, m2 = 0;
   for (int64_t k = lane; k < nsplit; k += 32) {
     const int64_t left = total - k * per_split;
-    combine<true>(n, m, m2, double(left < per_split ? left : per_split), double(__ldcg(pm + k)) - ref,
-                  double(__ldcg(p2 + k)));
+    combine<true>(n, m, m2, double(left < per_split ? left : per_split), double(pm[k]) - ref, double(p2[k]));
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -319,35 +292,6 @@ __device__ void finish_channel_moments(const acc* partial, int64_t nsplit, int64
     combine<true>(n, m, m2, nb, mb, m2b);
   }
   if (lane == 0) fin(c, n, ref + m, m2);
-}
-
-// Warp per channel, for the inner > 1 layout.
-template <class acc, class Fin>
-__global__ void channel_sums_finish_kernel(const acc* partial, int64_t nsplit, int64_t C, Fin fin) {
-  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (c >= C) return;  // warp-uniform
-  finish_channel_sums(partial, nsplit, C, c, threadIdx.x & 31, fin);
-}
-
-template <class acc, class Fin>
-__global__ void channel_moments_finish_kernel(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total,
-                                              int64_t C, Fin fin) {
-  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (c >= C) return;  // warp-uniform
-  finish_channel_moments(partial, nsplit, per_split, total, C, c, threadIdx.x & 31, fin);
-}
-
-// Per channel tile of the rows kernel, how many of its row ranges have written their partials. The
-// block that brings a tile's count to nsplit finishes the tile's channels and sets the count back
-// to 0, so the counters are zero between launches and need no clearing launch. One buffer per
-// device, kept (like the streams); launches on the device's one stream never overlap.
-unsigned* tile_tickets(int device) {
-  static std::mutex mutex;
-  static auto* buffers = new std::map<int, Tensor>();
-  std::lock_guard<std::mutex> lock(mutex);
-  Tensor& t = (*buffers)[device];
-  if (!t.defined()) t = Tensor::zeros({65536}, DType::Int32, Device::cuda(device));
-  return reinterpret_cast<unsigned*>(t.data_ptr());
 }
 
 // Reduces f over every channel and calls fin with the totals (F::kWelford: fin(c, n, mean, M2),
@@ -372,16 +316,14 @@ void channel_sums(NormShape s, DType acc_dtype, Device device, F f, Fin fin) {
       nsplit = ceil_div(rows, per_split);  // no empty range
       part = Tensor::empty({2 * C * nsplit}, acc_dtype, device);
       const dim3 grid(static_cast<unsigned>(g.ctiles), static_cast<unsigned>(nsplit));
-      UNIREP_CHECK(g.ctiles <= 65536, "norm: too many channels (", C, ")");
-      channel_sums_rows_kernel<acc, V><<<grid, g.threads, 0, stream()>>>(
-          f, fin, rows, C, g.tcv, g.rs, per_split, nsplit, part.data<acc>(), tile_tickets(device.index));
+      channel_sums_rows_kernel<acc, V><<<grid, g.threads, 0, stream()>>>(f, rows, C, g.tcv, g.rs, per_split, nsplit,
+                                                                         part.data<acc>());
       CUDA_CHECK_LAUNCH();
     };
     const auto ptrs = f.data();
     const bool vec = C % kVec<T> == 0 && std::all_of(ptrs.begin(), ptrs.end(), aligned16);
     if (vec) launch(std::integral_constant<int, kVec<T>>());
     else launch(std::integral_constant<int, 1>());
-    return;  // the kernel's last block per tile finished the channels
   } else if (npos > 0) {
     nsplit = std::max<int64_t>(1, std::min<int64_t>({kTargetBlocks / C, ceil_div(npos, kThreads * 4), 65535}));
     per_split = ceil_div(npos, nsplit);
