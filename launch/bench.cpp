@@ -12,7 +12,9 @@
 // Timing: --warmup steps (they also fill the caching allocator), a device synchronize, the peak
 // memory counter reset, then --steps steps queued without any host synchronisation, then another
 // synchronize. ms/step = elapsed / steps; img/s = batch * steps / elapsed; host ms/step = the time
-// to queue the steps (the GPU is launch-bound when it is close to ms/step). The peak is the caching
+// to queue the steps. Well under ms/step, the GPU is the bottleneck; close to it, either the host is,
+// or the host sat blocked on a full launch queue (CUDA holds about a thousand pending launches) while
+// the GPU worked: the same model at --batch 1 leaves only the host's cost per launch. The peak is the caching
 // allocator's peak of memory held by tensors over the timed steps (torch.cuda.max_memory_allocated
 // measures the same); "reserved" is what the allocator holds from cudaMalloc at the end, and a
 // cudaMalloc inside the timed steps means the allocator had not reached its steady state. The CPU
@@ -211,8 +213,8 @@ int command_bench(int argc, char** argv) {
   const int64_t mallocs_before = device.is_cuda() ? cuda_allocator_stats(device.index).cuda_malloc_calls : 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o.steps; ++i) step();
-  // How long the host took to queue the steps: close to the total when the GPU waits for the host
-  // (launch-bound), well under it when the GPU is the bottleneck.
+  // How long the host took to queue the steps (see the top: close to the total also when the launch
+  // queue was full and the host waited on the GPU).
   const double host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
