@@ -48,12 +48,13 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor leaf(leaf_);
   Tensor g = std::move(grads[0]);
   AutogradMeta& meta = leaf_->autograd_meta();
-  if (!meta.grad.defined() && owns_whole_storage(g, leaf)) {
-    meta.grad = std::move(g);
-  } else if (!meta.grad.defined()) {
-    Tensor fresh = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
-    fresh.copy_(g);
-    meta.grad = fresh;
+  if (!meta.grad.defined()) {
+    if (owns_whole_storage(g, leaf)) {
+      meta.grad = std::move(g);
+    } else {
+      meta.grad = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
+      meta.grad.copy_(g);
+    }
   } else {
     meta.grad.add_(g);
   }

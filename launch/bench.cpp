@@ -260,6 +260,7 @@ int command_bench(int argc, char** argv) {
   const double host_ms = *std::max_element(host_ms_per_step.begin(), host_ms_per_step.end());
   const int64_t peak = *std::max_element(peaks.begin(), peaks.end());
   const int64_t most_reserved = *std::max_element(reserved.begin(), reserved.end());
+  const int64_t most_mallocs = *std::max_element(mallocs.begin(), mallocs.end());
   if (o.json) {
     nlohmann::json j = {{"model", mc.name},
                         {"mode", o.mode},
@@ -278,8 +279,7 @@ int command_bench(int argc, char** argv) {
                         {"peak_mem_bytes", device.is_cuda() ? nlohmann::json(peak) : nlohmann::json(nullptr)},
                         {"reserved_bytes", device.is_cuda() ? nlohmann::json(most_reserved) : nlohmann::json(nullptr)},
                         {"cuda_mallocs_in_timed_steps",
-                         device.is_cuda() ? nlohmann::json(*std::max_element(mallocs.begin(), mallocs.end()))
-                                          : nlohmann::json(nullptr)},
+                         device.is_cuda() ? nlohmann::json(most_mallocs) : nlohmann::json(nullptr)},
                         {"device", device.str()},
                         {"no_comm", o.no_comm}};
     std::printf("%s\n", j.dump().c_str());
@@ -295,7 +295,7 @@ int command_bench(int argc, char** argv) {
     if (device.is_cuda())
       std::printf(", peak memory %.2f GiB (reserved %.2f GiB), %lld cudaMalloc calls in the timed steps",
                   double(peak) / double(1 << 30), double(most_reserved) / double(1 << 30),
-                  (long long)*std::max_element(mallocs.begin(), mallocs.end()));
+                  (long long)most_mallocs);
     std::printf("\n");
     if (world > 1)
       for (int r = 0; r < world; ++r)

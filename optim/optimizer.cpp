@@ -165,13 +165,11 @@ void AdamW::apply(const std::vector<ParamUpdate>& updates, const std::vector<dou
       cuda_devices.push_back(u.param.device());
   }
   for (const Device& device : cuda_devices) {
-    cuda_batch_.clear();
+    std::vector<AdamWTensors> batch;
     for (const ParamUpdate& u : updates)
-      if (u.param.device() == device)
-        cuda_batch_.push_back({u.param, u.grad, state(0, u.flat), state(1, u.flat), u.group});
-    adamw_update_multi(cuda_batch_, functors);
+      if (u.param.device() == device) batch.push_back({u.param, u.grad, state(0, u.flat), state(1, u.flat), u.group});
+    adamw_update_multi(batch, functors);
   }
-  cuda_batch_.clear();  // drop the grads' references until the next step
 }
 
 // ---------------------------------------------------------------- SGD

@@ -23,7 +23,6 @@
 #include <string>
 #include <vector>
 
-#include "optim/optimizer_kernels.h"
 #include "optim/param_groups.h"
 
 namespace unirep {
@@ -89,7 +88,6 @@ class AdamW : public Optimizer {
 
  private:
   double beta1_, beta2_, eps_;
-  std::vector<AdamWTensors> cuda_batch_;  // reused each step (capacity only)
 };
 
 class SGD : public Optimizer {

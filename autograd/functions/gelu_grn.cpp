@@ -117,7 +117,7 @@ Tensor gelu_grn_linear(const Tensor& h, const Tensor& gamma, const Tensor& beta,
              gelu_grn_apply(z, sh, scale, sb, s);
              linear_weight_grad(dw, dbias, dy, z);
            } else if (gbias) {
-             gemm(dbias, ones_vector(rows, dy.dtype(), dy.device()), dy, GemmParams{1, 1, out_f, rows});
+             linear_bias_grad(dbias, dy);
            }
            Tensor dh, dgamma, dbeta;
            if (gh || gg || gbeta) {

@@ -167,7 +167,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         dw = Tensor::empty({out_f, in_f}, g.dtype(), g.device());
         linear_weight_grad(dw, db, g, x2);
       } else if (need_b) {
-        gemm(db, ones_vector(rows, g.dtype(), g.device()), g, GemmParams{1, 1, out_f, rows});
+        linear_bias_grad(db, g);
       }
       return std::vector<Tensor>{dx, dw, db};
     });

@@ -8,10 +8,9 @@
 
 #include <climits>
 #include <map>
-#include <mutex>
-#include <string>
-#include <utility>
 #include <memory>
+#include <mutex>
+#include <tuple>
 
 #include "core/ops/gemm_cpu.h"
 #include "core/parallel.h"
@@ -153,17 +152,22 @@ void linear_weight_grad(const Tensor& dw, const Tensor& db, const Tensor& dy, co
                      db.is_contiguous(),
                  "linear_weight_grad: db ", db.str(), " does not match dy ", dy.str());
     if (dy.is_cuda() && rows > 0 && out_f > 0 && in_f > 0 && cuda::linear_weight_grad_lt(dw, db, dy, x)) return;
-    gemm(db, ones_vector(rows, dy.dtype(), dy.device()), dy, GemmParams{1, 1, out_f, rows});
+    linear_bias_grad(db, dy);
   }
   gemm(dw, dy, x, GemmParams{1, out_f, in_f, rows, true, false});
+}
+
+void linear_bias_grad(const Tensor& db, const Tensor& dy) {
+  const int64_t rows = dy.size(0), out_f = dy.size(1);
+  gemm(db, ones_vector(rows, dy.dtype(), dy.device()), dy, GemmParams{1, 1, out_f, rows});
 }
 
 Tensor ones_vector(int64_t n, DType dtype, Device device) {
   static std::mutex mutex;
   // Never destroyed (like the streams and library handles): no device free after the runtime's teardown.
-  static auto* buffers = new std::map<std::pair<std::string, DType>, Tensor>();
+  static auto* buffers = new std::map<std::tuple<DeviceType, int, DType>, Tensor>();
   std::lock_guard<std::mutex> lock(mutex);
-  Tensor& buffer = (*buffers)[{device.str(), dtype}];
+  Tensor& buffer = (*buffers)[{device.type, device.is_cuda() ? device.index : 0, dtype}];
   if (!buffer.defined() || buffer.numel() < n) buffer = Tensor::ones({std::max<int64_t>(n, 1024)}, dtype, device);
   return buffer.slice(0, 0, n);
 }

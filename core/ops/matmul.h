@@ -36,6 +36,9 @@ void linear_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor
 // BGRADB epilogue: no second pass over dy); elsewhere, and where cuBLASLt offers no algorithm,
 // db is the product 1^T dy.
 void linear_weight_grad(const Tensor& dw, const Tensor& db, const Tensor& dy, const Tensor& x);
+// db[out] = sum over rows of dy[rows, out], as the product 1^T dy (the bias gradient alone, and
+// linear_weight_grad's fallback).
+void linear_bias_grad(const Tensor& db, const Tensor& dy);
 
 // A contiguous [n] vector of ones in `dtype` on `device`: a view of a buffer kept per (device, dtype)
 // and grown when a longer one is asked for, so the bias gradient's 1^T dY product (one per linear

@@ -11,6 +11,7 @@
 
 #include "core/generator.h"
 #include "optim/optimizer.h"
+#include "optim/optimizer_kernels.h"
 
 namespace unirep {
 namespace {
