@@ -2,9 +2,11 @@
 //
 // Per-channel reductions (batch norm statistics and gradients, layer norm dweight/dbias) are
 // two-stage and deterministic (no atomics): the positions of each channel are split into `nsplit`
-// ranges, each block writes one partial per (range, channel), and a finish kernel (a warp per
-// channel, the partials laid out [part][C][nsplit] so its loads are contiguous) combines the
-// partials in a fixed order and does the per-channel math (mean, invstd, running stats, dweight/dbias).
+// ranges, each block writes one partial per (range, channel), and a finish kernel (a team of 32 to
+// 256 threads per channel, sized so each thread loads at most 4 partials; the partials laid out
+// [part][C][nsplit] so a team's loads are contiguous) combines the partials in a fixed order and
+// does the per-channel math (mean, invstd, running stats, dweight/dbias). The finish is latency, one
+// short launch; batch_norm_stats finishes straight into mean/invstd and the running stats.
 //   channel-last ([rows, C], inner = 1): a thread owns V consecutive channels (V = 16 / sizeof(T):
 //     one 16-byte load per row; V = 1 when C % V != 0 or a pointer is not 16-byte aligned) and walks
 //     every rs-th row of its block's range. A block is tcv channel vectors x rs rows (tcv = C / V up to
@@ -13,9 +15,9 @@
 //   inner > 1 ([outer, C, inner]): a block per (channel, range) walks the range's positions, the
 //     contiguous inner positions on consecutive threads.
 // Batch norm statistics are one read of x: each thread keeps a Welford running mean and M2 of its
-// values per channel (robust to a large mean, unlike sums of x and x^2), blocks and then the finish
-// kernel merge (count, mean, M2) triples with Chan's formula, the finish in float64 around the first
-// partial's mean.
+// values per channel (robust to a large mean, unlike sums of x and x^2), blocks merge (count, mean,
+// M2) triples with Chan's formula and the finish kernel merges the blocks' triples in float64 around
+// the first partial's mean (Chan's formula in its two-pass form: sums only, so a team shares the work).
 // The batch norm elementwise passes over channel-last tensors use the same block shape: a thread
 // loads its V channels' mean/scale/bias once, then moves 16-byte vectors down the rows, four rows of
 // loads in flight. inner > 1 (and tensors of 2^31 elements or more) take a scalar grid-stride loop.
@@ -250,48 +252,91 @@ __global__ void channel_sums_inner_kernel(F f, int64_t C, int64_t inner, int64_t
   }
 }
 
-// Warp per channel: fin(c, s1, s2) with the channel's totals.
-template <class acc, class Fin>
-__global__ void channel_sums_finish_kernel(const acc* partial, int64_t nsplit, int64_t C, Fin fin) {
-  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (c >= C) return;  // warp-uniform
-  const acc* p1 = partial + c * nsplit;
-  const acc* p2 = partial + (C + c) * nsplit;
-  acc s1 = 0, s2 = 0;
-  for (int64_t k = lane; k < nsplit; k += 32) {
-    s1 += p1[k];
-    s2 += p2[k];
+// The finish kernels give each channel a team of P threads (P a power of two from 32 to kThreads,
+// kThreads / P channels per block), so a channel's nsplit partials are spread over P threads rather
+// than walked by one warp: the finish is one launch of C P / kThreads blocks with a few loads per thread.
+// Teams reduce by a fixed tree: a xor butterfly inside each warp (every lane ends with the same bits,
+// a + b == b + a), then the team's warp sums in warp order. shared holds a value per warp.
+template <int P, class acc> __device__ __forceinline__ acc team_sum(acc v, acc* shared) {
+  v = warp_sum(v);
+  if constexpr (P == 32) {
+    return v;
+  } else {
+    constexpr int W = P / 32;
+    const int warp = threadIdx.x >> 5, first = warp & ~(W - 1);
+    if ((threadIdx.x & 31) == 0) shared[warp] = v;
+    __syncthreads();
+    acc total = shared[first];
+#pragma unroll
+    for (int w = 1; w < W; ++w) total += shared[first + w];
+    __syncthreads();  // shared is reused by the next call
+    return total;
   }
-  s1 = warp_sum(s1);
-  s2 = warp_sum(s2);
-  if (lane == 0) fin(c, s1, s2);
 }
 
-// Warp per channel: merges the partial (mean, M2) of every range (range k holds
-// min(per_split, total - k per_split) values) in float64, means taken relative to the first
-// range's so a large mean costs no precision; fin(c, n, mean, M2).
-template <class acc, class Fin>
-__global__ void channel_moments_finish_kernel(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total,
-                                              int64_t C, Fin fin) {
-  const int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (c >= C) return;  // warp-uniform
-  const acc* pm = partial + c * nsplit;
-  const acc* p2 = partial + (C + c) * nsplit;
+// The smallest team with at most 4 partials a thread: finish(std::integral_constant<int, P>).
+template <class L> void with_team(int64_t nsplit, const L& finish) {
+  if (nsplit <= 4 * 32) return finish(std::integral_constant<int, 32>());
+  if (nsplit <= 4 * 64) return finish(std::integral_constant<int, 64>());
+  if (nsplit <= 4 * 128) return finish(std::integral_constant<int, 128>());
+  finish(std::integral_constant<int, kThreads>());
+}
+
+// fin(c, s1, s2) with the channel's totals.
+template <int P, class acc, class Fin>
+__global__ void __launch_bounds__(kThreads)
+    channel_sums_finish_kernel(const acc* partial, int64_t nsplit, int64_t C, Fin fin) {
+  __shared__ acc shared[2][kThreads / 32];
+  const int64_t c = int64_t(blockIdx.x) * (kThreads / P) + threadIdx.x / P;
+  const int lane = threadIdx.x % P;
+  const bool has = c < C;  // teams past C still take part in the block's barriers
+  acc s1 = 0, s2 = 0;
+  if (has) {
+    const acc* p1 = partial + c * nsplit;
+    const acc* p2 = partial + (C + c) * nsplit;
+    for (int64_t k = lane; k < nsplit; k += P) {
+      s1 += p1[k];
+      s2 += p2[k];
+    }
+  }
+  s1 = team_sum<P>(s1, shared[0]);
+  s2 = team_sum<P>(s2, shared[1]);
+  if (has && lane == 0) fin(c, s1, s2);
+}
+
+// Merges the partial (mean, M2) of every range in float64 (range k holds n_k = min(per_split,
+// total - k per_split) values) by the two-pass form of Chan's formula, which needs no division per
+// partial and so reduces as plain sums over the team:
+//   d_k = mean_k - ref (ref = the first range's mean, so a large mean costs no precision),
+//   mean = ref + D,  D = sum(n_k d_k) / n,   M2 = sum(M2_k + n_k (d_k - D)^2),
+// the second sum of non-negative terms, as accurate as a centred two-pass variance. fin(c, n, mean, M2).
+template <int P, class acc, class Fin>
+__global__ void __launch_bounds__(kThreads)
+    channel_moments_finish_kernel(const acc* partial, int64_t nsplit, int64_t per_split, int64_t total, int64_t C,
+                                  Fin fin) {
+  __shared__ double shared[kThreads / 32];
+  const int64_t c = int64_t(blockIdx.x) * (kThreads / P) + threadIdx.x / P;
+  const int lane = threadIdx.x % P;
+  const bool has = c < C;  // teams past C still take part in the block's barriers
+  const acc* pm = partial + (has ? c : 0) * nsplit;
+  const acc* p2 = partial + (C + (has ? c : 0)) * nsplit;
   const double ref = double(pm[0]);
-  double n = 0, m = 0, m2 = 0;
-  for (int64_t k = lane; k < nsplit; k += 32) {
+  auto count = [&](int64_t k) {
     const int64_t left = total - k * per_split;
-    combine<true>(n, m, m2, double(left < per_split ? left : per_split), double(pm[k]) - ref, double(p2[k]));
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const double nb = __shfl_down_sync(0xffffffffu, n, o), mb = __shfl_down_sync(0xffffffffu, m, o),
-                 m2b = __shfl_down_sync(0xffffffffu, m2, o);
-    combine<true>(n, m, m2, nb, mb, m2b);
-  }
-  if (lane == 0) fin(c, n, ref + m, m2);
+    return double(left < per_split ? left : per_split);
+  };
+  double s = 0;
+  if (has)
+    for (int64_t k = lane; k < nsplit; k += P) s += count(k) * (double(pm[k]) - ref);
+  const double shift = team_sum<P>(s, shared) / double(total);
+  double q = 0;
+  if (has)
+    for (int64_t k = lane; k < nsplit; k += P) {
+      const double d = double(pm[k]) - ref - shift;
+      q += double(p2[k]) + count(k) * d * d;
+    }
+  q = team_sum<P>(q, shared);
+  if (has && lane == 0) fin(c, double(total), ref + shift, q);
 }
 
 // Reduces f over every channel and calls fin with the totals (F::kWelford: fin(c, n, mean, M2),
@@ -335,15 +380,18 @@ void channel_sums(NormShape s, DType acc_dtype, Device device, F f, Fin fin) {
                                                                      part.data<acc>());
     CUDA_CHECK_LAUNCH();
   }
-  const unsigned blocks = static_cast<unsigned>(ceil_div(C, kThreads / 32));
-  if constexpr (F::kWelford) {
-    channel_moments_finish_kernel<acc><<<blocks, kThreads, 0, stream()>>>(part.data<acc>(), nsplit, per_split, npos,
-                                                                           C, fin);
-  } else {
-    channel_sums_finish_kernel<acc><<<blocks, kThreads, 0, stream()>>>(nsplit > 0 ? part.data<acc>() : nullptr,
-                                                                        nsplit, C, fin);
-  }
-  CUDA_CHECK_LAUNCH();
+  with_team(nsplit, [&](auto team) {
+    constexpr int P = decltype(team)::value;
+    const unsigned blocks = static_cast<unsigned>(ceil_div(C, kThreads / P));
+    if constexpr (F::kWelford) {
+      channel_moments_finish_kernel<P, acc><<<blocks, kThreads, 0, stream()>>>(part.data<acc>(), nsplit, per_split,
+                                                                                npos, C, fin);
+    } else {
+      channel_sums_finish_kernel<P, acc><<<blocks, kThreads, 0, stream()>>>(
+          nsplit > 0 ? part.data<acc>() : nullptr, nsplit, C, fin);
+    }
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 // ---- what the reductions add up
