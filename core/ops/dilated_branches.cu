@@ -71,8 +71,8 @@ void dilated_branches_forward_fused(const std::vector<Tensor>& zs, const Tensor&
     using T = decltype(tag);
     dwconv::BranchOut<T> out{};
     for (size_t b = 0; b < zs.size(); ++b) out.p[b] = zs[b].data<T>();
-    CUDA_CHECK(dwconv::branches_forward<Set, T>(out, x.data<T>(), inputs_of<T>(ws), g, workspace.data<float>(),
-                                                stream(), smem_limit()));
+    CUDA_CHECK((dwconv::branches_forward<Set, T>(out, x.data<T>(), inputs_of<T>(ws), g, workspace.data<float>(),
+                                                 stream(), smem_limit())));
   });
   UNIREP_PROFILE_MARK();  // the launchers report errors as codes (the playground shares them)
 }
@@ -83,8 +83,8 @@ void dilated_branches_backward_input_fused(const Tensor& dx, const std::vector<T
   Tensor workspace = Tensor::empty({int64_t(dwconv::branch_weight_floats<Set>(g.C))}, DType::Float32, dx.device());
   dispatch_storage(dx.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    CUDA_CHECK(dwconv::branches_input_grad<Set, T>(dx.data<T>(), inputs_of<T>(dzs), inputs_of<T>(ws), g,
-                                                   workspace.data<float>(), stream(), smem_limit()));
+    CUDA_CHECK((dwconv::branches_input_grad<Set, T>(dx.data<T>(), inputs_of<T>(dzs), inputs_of<T>(ws), g,
+                                                    workspace.data<float>(), stream(), smem_limit())));
   });
   UNIREP_PROFILE_MARK();
 }
