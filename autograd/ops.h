@@ -3,6 +3,7 @@
 #include "autograd/autocast.h"
 #include "autograd/functions/cast.h"
 #include "autograd/functions/conv.h"
+#include "autograd/functions/dilated_branches.h"
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/gelu_grn.h"
 #include "autograd/functions/linear.h"

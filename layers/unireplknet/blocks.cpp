@@ -23,10 +23,17 @@ DilatedReparamBlock::DilatedReparamBlock(int64_t channels, int64_t K, bool deplo
 }
 
 Tensor DilatedReparamBlock::forward(const Tensor& x) {
-  Tensor out = lk_origin->forward(x);
-  if (!origin_bn) return out;
-  out = origin_bn->forward(out);
-  for (Branch& b : branches) out = add(out, b.bn->forward(b.conv->forward(x)));
+  if (!origin_bn) return lk_origin->forward(x);
+  // The six depthwise convs read the same x: one op (one kernel each way on the GPU for K = 13).
+  std::vector<Tensor> weights{lk_origin->weight};
+  std::vector<int64_t> dilations{1};
+  for (const Branch& b : branches) {
+    weights.push_back(b.conv->weight);
+    dilations.push_back(b.dilation);
+  }
+  const std::vector<Tensor> z = dilated_branch_convs(x, weights, dilations);
+  Tensor out = origin_bn->forward(z[0]);
+  for (size_t i = 0; i < branches.size(); ++i) out = add(out, branches[i].bn->forward(z[i + 1]));
   return out;
 }
 
