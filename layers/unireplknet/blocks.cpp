@@ -23,11 +23,16 @@ DilatedReparamBlock::DilatedReparamBlock(int64_t channels, int64_t K, bool deplo
 }
 
 Tensor DilatedReparamBlock::forward(const Tensor& x) {
-  Tensor out = lk_origin->forward(x);
-  if (!origin_bn) return out;
-  out = origin_bn->forward(out);
-  for (Branch& b : branches) out = add(out, b.bn->forward(b.conv->forward(x)));
-  return out;
+  Tensor origin = lk_origin->forward(x);
+  if (!origin_bn) return origin;
+  // The BNs and the adds as one op: one pass forward, one dy read for every branch's dx backward.
+  std::vector<Tensor> zs{origin};
+  std::vector<BatchNorm2d*> bns{origin_bn.get()};
+  for (Branch& b : branches) {
+    zs.push_back(b.conv->forward(x));
+    bns.push_back(b.bn.get());
+  }
+  return batch_norm_branch_sum(zs, bns);
 }
 
 UniRepLKNetBlock::UniRepLKNetBlock(int64_t dim, int64_t K, double drop_path_rate, double layer_scale_init_value,
