@@ -8,7 +8,8 @@
 // loop reads only the big tensors: forward B loads and one store per vector, backward one dy load,
 // B x loads and B dx stores. Branch pointers travel by value in a small struct (B <= 8). Each
 // element sums its branches in branch order in float (double for double): no atomics, the result
-// does not depend on the launch shape.
+// does not depend on the launch shape. The branch loops are unrolled to kMax with an early exit, so
+// the pointer arrays are indexed by constants and read straight from the kernel parameters.
 #include <algorithm>
 
 #include "core/cuda/check.h"
@@ -56,16 +57,18 @@ template <class T, class P, int V>
 __global__ void branch_sum_apply_kernel(T* y, ApplyBranches<T, P> br, Tile tile) {
   using acc = acc_t<T>;
   using Vec = VecOf<T, V>;
-  extern __shared__ unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];
   acc* coef = reinterpret_cast<acc*>(smem);  // [branch][mean, scale, shift][tile channel]
   const uint32_t C = tile.C, width = tile.cols * V, c_begin = tile.c_begin(V);
-  for (uint32_t k = threadIdx.x; k < uint32_t(br.count) * width; k += blockDim.x) {
-    const uint32_t i = k / width, lc = k - i * width, c = c_begin + lc;
-    if (c >= C) continue;
+#pragma unroll
+  for (int i = 0; i < kMax; ++i) {
+    if (i >= br.count) break;
     acc* ci = coef + i * 3 * width;
-    ci[lc] = br.mean[i][c];
-    ci[width + lc] = br.invstd[i][c] * (br.weight[i] ? static_cast<acc>(br.weight[i][c]) : acc(1));
-    ci[2 * width + lc] = br.bias[i] ? static_cast<acc>(br.bias[i][c]) : acc(0);
+    for (uint32_t lc = threadIdx.x, c = c_begin + lc; lc < width && c < C; lc += blockDim.x, c += blockDim.x) {
+      ci[lc] = br.mean[i][c];
+      ci[width + lc] = br.invstd[i][c] * (br.weight[i] ? static_cast<acc>(br.weight[i][c]) : acc(1));
+      ci[2 * width + lc] = br.bias[i] ? static_cast<acc>(br.bias[i][c]) : acc(0);
+    }
   }
   __syncthreads();
   const uint32_t col = threadIdx.x % tile.cols, lane = threadIdx.x / tile.cols, lc0 = col * V, c0 = c_begin + lc0;
@@ -75,7 +78,9 @@ __global__ void branch_sum_apply_kernel(T* y, ApplyBranches<T, P> br, Tile tile)
     acc t[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) t[j] = acc(0);
-    for (int i = 0; i < br.count; ++i) {
+#pragma unroll
+    for (int i = 0; i < kMax; ++i) {
+      if (i >= br.count) break;
       const Vec xv = *reinterpret_cast<const Vec*>(br.x[i] + e);
       const acc* ci = coef + i * 3 * width + lc0;
 #pragma unroll
@@ -93,20 +98,22 @@ template <class T, class P, int V>
 __global__ void branch_sum_dx_kernel(const T* dy, DxBranches<T, P> br, Tile tile) {
   using acc = acc_t<T>;
   using Vec = VecOf<T, V>;
-  extern __shared__ unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];
   acc* coef = reinterpret_cast<acc*>(smem);  // [branch][mean, k, a, q][tile channel]
   const uint32_t C = tile.C, width = tile.cols * V, c_begin = tile.c_begin(V);
   const acc n = br.total ? static_cast<acc>(*br.total) : static_cast<acc>(tile.rows);
-  for (uint32_t k = threadIdx.x; k < uint32_t(br.count) * width; k += blockDim.x) {
-    const uint32_t i = k / width, lc = k - i * width, c = c_begin + lc;
-    if (c >= C) continue;
+#pragma unroll
+  for (int i = 0; i < kMax; ++i) {
+    if (i >= br.count) break;
     acc* ci = coef + i * 4 * width;
-    const acc inv = br.invstd[i][c];
-    ci[lc] = br.mean[i][c];
-    ci[width + lc] = inv * (br.weight[i] ? static_cast<acc>(br.weight[i][c]) : acc(1));
     const acc* gs = br.grad_sums ? br.grad_sums + i * 2 * C : nullptr;
-    ci[2 * width + lc] = gs ? gs[c] / n : acc(0);
-    ci[3 * width + lc] = gs ? inv * inv * gs[C + c] / n : acc(0);
+    for (uint32_t lc = threadIdx.x, c = c_begin + lc; lc < width && c < C; lc += blockDim.x, c += blockDim.x) {
+      const acc inv = br.invstd[i][c];
+      ci[lc] = br.mean[i][c];
+      ci[width + lc] = inv * (br.weight[i] ? static_cast<acc>(br.weight[i][c]) : acc(1));
+      ci[2 * width + lc] = gs ? gs[c] / n : acc(0);
+      ci[3 * width + lc] = gs ? inv * inv * gs[C + c] / n : acc(0);
+    }
   }
   __syncthreads();
   const uint32_t col = threadIdx.x % tile.cols, lane = threadIdx.x / tile.cols, lc0 = col * V, c0 = c_begin + lc0;
@@ -115,7 +122,9 @@ __global__ void branch_sum_dx_kernel(const T* dy, DxBranches<T, P> br, Tile tile
   for (uint32_t r = tile.row_begin() + lane, end = tile.row_end(); r < end; r += tile.lanes) {
     const uint32_t e = r * C + c0;
     const Vec gv = *reinterpret_cast<const Vec*>(dy + e);
-    for (int i = 0; i < br.count; ++i) {
+#pragma unroll
+    for (int i = 0; i < kMax; ++i) {
+      if (i >= br.count) break;
       if (!br.dx[i]) continue;
       const acc* ci = coef + i * 4 * width + lc0;
       const Vec xv = training ? *reinterpret_cast<const Vec*>(br.x[i] + e) : gv;  // eval: x unused
