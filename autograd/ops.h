@@ -1,6 +1,7 @@
 // Every differentiable op, one header per family.
 #pragma once
 #include "autograd/autocast.h"
+#include "autograd/functions/branch_norm.h"
 #include "autograd/functions/cast.h"
 #include "autograd/functions/conv.h"
 #include "autograd/functions/dilated_branches.h"

@@ -43,18 +43,35 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) : eps(ep
   register_buffer("num_batches_tracked", &num_batches_tracked);
 }
 
+bool BatchNorm2d::track_batch() {
+  if (!training() || in_checkpoint_recompute()) return false;
+  NoGradGuard no_grad;
+  num_batches_tracked.fill_(double(++batches_));
+  return true;
+}
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  // A checkpointed block's recompute sees the same batch again: its statistics were counted already.
-  bool update = training() && !in_checkpoint_recompute();
-  if (update) {
-    NoGradGuard no_grad;
-    num_batches_tracked.fill_(double(++batches_));
-  }
-  const bool use_running = update || !training();
+  const bool use_running = track_batch() || !training();
   const Tensor rm = use_running ? running_mean : Tensor(), rv = use_running ? running_var : Tensor();
   if (training() && sync && sync->size() > 1)
     return sync_batch_norm(x, weight, bias, rm, rv, true, momentum, eps, *sync);
   return batch_norm(x, weight, bias, rm, rv, training(), momentum, eps);
+}
+
+Tensor batch_norm_branch_sum(const std::vector<Tensor>& xs, const std::vector<BatchNorm2d*>& bns) {
+  UNIREP_CHECK(!bns.empty(), "batch_norm_branch_sum: no BatchNorm2d given");
+  const bool training = bns[0]->training();
+  Communicator* const sync = bns[0]->sync;
+  for (BatchNorm2d* bn : bns)
+    UNIREP_CHECK(bn->training() == training && bn->sync == sync,
+                 "batch_norm_branch_sum: every BatchNorm2d must share training mode and sync communicator");
+  std::vector<BatchNormBranch> branches;
+  for (BatchNorm2d* bn : bns) {
+    const bool use_running = bn->track_batch() || !training;
+    branches.push_back({bn->weight, bn->bias, use_running ? bn->running_mean : Tensor(),
+                        use_running ? bn->running_var : Tensor(), bn->momentum, bn->eps});
+  }
+  return batch_norm_branch_sum(xs, branches, training, sync);
 }
 
 void BatchNorm2d::on_state_loaded() { batches_ = int64_t(num_batches_tracked.item()); }

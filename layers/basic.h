@@ -35,6 +35,10 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x);
+  // What a forward does to the buffers before normalising: a training forward outside a checkpoint
+  // recompute (which sees a batch counted already) counts it in num_batches_tracked and returns
+  // true, the running stats are then to be updated.
+  bool track_batch();
 
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
@@ -50,6 +54,12 @@ class BatchNorm2d : public Module {
 // LayerNorm over the channel dim, eps 1e-6. ChannelsLast normalises the last dim: the spec's
 // channels_last LN, and also its channels_first LN (stem, downsampling, norm0..3) once the
 // activations are NHWC, as they are in this model. ChannelsFirst normalises dim 1 of NCHW data.
+// bns[0](xs[0]) + ... + bns[B-1](xs[B-1]) as one op (batch_norm_branch_sum,
+// autograd/functions/branch_norm.h): the same buffers' updates, num_batches_tracked, SyncBN
+// communicator and gradients as the unfused forwards and adds. The modules must agree on training
+// mode and on sync; 1 to 8 branches of one shape.
+Tensor batch_norm_branch_sum(const std::vector<Tensor>& xs, const std::vector<BatchNorm2d*>& bns);
+
 class LayerNorm : public Module {
  public:
   enum class Format { ChannelsLast, ChannelsFirst };

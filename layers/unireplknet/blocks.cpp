@@ -24,17 +24,17 @@ DilatedReparamBlock::DilatedReparamBlock(int64_t channels, int64_t K, bool deplo
 
 Tensor DilatedReparamBlock::forward(const Tensor& x) {
   if (!origin_bn) return lk_origin->forward(x);
-  // The six depthwise convs read the same x: one op (one kernel each way on the GPU for K = 13).
+  // The six depthwise convs read the same x: one op (one kernel each way on the GPU for K = 13); their
+  // BNs and the adds another (one pass forward, one dy read for every branch's dz backward).
   std::vector<Tensor> weights{lk_origin->weight};
   std::vector<int64_t> dilations{1};
+  std::vector<BatchNorm2d*> bns{origin_bn.get()};
   for (const Branch& b : branches) {
     weights.push_back(b.conv->weight);
     dilations.push_back(b.dilation);
+    bns.push_back(b.bn.get());
   }
-  const std::vector<Tensor> z = dilated_branch_convs(x, weights, dilations);
-  Tensor out = origin_bn->forward(z[0]);
-  for (size_t i = 0; i < branches.size(); ++i) out = add(out, branches[i].bn->forward(z[i + 1]));
-  return out;
+  return batch_norm_branch_sum(dilated_branch_convs(x, weights, dilations), bns);
 }
 
 UniRepLKNetBlock::UniRepLKNetBlock(int64_t dim, int64_t K, double drop_path_rate, double layer_scale_init_value,

@@ -267,7 +267,8 @@ TEST(SyncBatchNorm, UniRepLKNetBlockOverRanks) {
           std::string(with_cp ? "checkpointed, " : "") + "rank " + std::to_string(comm.rank()) + ": ";
       Tensor xs = mine(x).clone().requires_grad_();
       sum(mul(block->forward(xs, rank_gen), mine(u))).backward();
-      EXPECT_EQ(comm.all_reduces(), with_cp ? 24 : 16) << tag << "forward (and recompute) and backward, per BN";
+      // norm and pwconv2's BN one each, the mixer's six BNs (batch_norm_branch_sum) one together.
+      EXPECT_EQ(comm.all_reduces(), with_cp ? 9 : 6) << tag << "forward (and recompute) and backward, per BN op";
       EXPECT_TRUE(testing::sync_bn_close(tag + "x.grad", xs.grad(), mine(xr.grad()), 1e-10));
       const NamedTensors params = block->named_parameters();
       for (size_t i = 0; i < params.size(); ++i) {
@@ -281,6 +282,69 @@ TEST(SyncBatchNorm, UniRepLKNetBlockOverRanks) {
         EXPECT_TRUE(testing::sync_bn_close(tag + buffers[i].first, buffers[i].second, ref_buffers[i].second, 1e-12));
     });
   }
+}
+
+// The mixer's six BatchNorm2d as one op (batch_norm_branch_sum) over two ranks against the same
+// modules' own sync forwards and adds: outputs, x.grad, the (local) parameter gradients, running
+// stats and num_batches_tracked; one all-reduce per direction for all six, not one per BN.
+TEST(SyncBatchNorm, BranchSumMatchesUnfusedOverRanks) {
+  Generator gen(22);
+  const int64_t C = 5, B = 6;
+  const Shape shape{6, 3, 3, C};
+  std::vector<Tensor> x, u;
+  for (int64_t i = 0; i < B; ++i)
+    x.push_back(add_scalar(Tensor::randn(shape, gen, DType::Float64), double(i)));
+  for (int step = 0; step < 2; ++step) u.push_back(Tensor::randn(shape, gen, DType::Float64));
+  NamedTensors initial;
+  {
+    BatchNorm2d bn(C);
+    bn.to(DType::Float64);
+    NoGradGuard no_grad;
+    bn.weight.copy_(Tensor::randn({C}, gen, DType::Float64));
+    bn.bias.copy_(Tensor::randn({C}, gen, DType::Float64));
+    for (auto& [name, t] : bn.state_dict()) initial.emplace_back(name, t.clone());
+  }
+  run_ranks(2, [&](FakeCommunicator& comm) {
+    std::vector<std::shared_ptr<BatchNorm2d>> ref, fused;
+    std::vector<BatchNorm2d*> bns;
+    for (int64_t i = 0; i < B; ++i)
+      for (auto* list : {&ref, &fused}) {
+        list->push_back(std::make_shared<BatchNorm2d>(C));
+        list->back()->to(DType::Float64);
+        list->back()->load_state_dict(initial);
+        convert_sync_batch_norm(*list->back(), &comm);
+      }
+    for (auto& bn : fused) bns.push_back(bn.get());
+    auto mine = [&](const Tensor& t) { return t.slice(0, 3 * comm.rank(), 3 * comm.rank() + 3); };
+    const std::string tag = "rank " + std::to_string(comm.rank()) + ": ";
+    for (int step = 0; step < 2; ++step) {
+      std::vector<Tensor> xs_ref, xs;
+      for (int64_t i = 0; i < B; ++i) {
+        xs_ref.push_back(mine(x[size_t(i)]).clone().requires_grad_());
+        xs.push_back(mine(x[size_t(i)]).clone().requires_grad_());
+      }
+      Tensor y_ref;
+      for (int64_t i = 0; i < B; ++i) {
+        Tensor y = ref[size_t(i)]->forward(xs_ref[size_t(i)]);
+        y_ref = i == 0 ? y : add(y_ref, y);
+      }
+      sum(mul(y_ref, mine(u[size_t(step)]))).backward();
+      const int before = comm.all_reduces();
+      const Tensor y = batch_norm_branch_sum(xs, bns);
+      sum(mul(y, mine(u[size_t(step)]))).backward();
+      EXPECT_EQ(comm.all_reduces() - before, 2) << tag << "one collective per direction";
+      EXPECT_TRUE(testing::sync_bn_close(tag + "forward", y, y_ref, 1e-12));
+      for (size_t i = 0; i < size_t(B); ++i) {
+        const std::string t = tag + "step " + std::to_string(step) + " branch " + std::to_string(i) + " ";
+        EXPECT_TRUE(testing::sync_bn_close(t + "x.grad", xs[i].grad(), xs_ref[i].grad(), 1e-11));
+        EXPECT_TRUE(testing::sync_bn_close(t + "weight.grad", fused[i]->weight.grad(), ref[i]->weight.grad(), 1e-11));
+        EXPECT_TRUE(testing::sync_bn_close(t + "bias.grad", fused[i]->bias.grad(), ref[i]->bias.grad(), 1e-11));
+        EXPECT_TRUE(testing::sync_bn_close(t + "running_mean", fused[i]->running_mean, ref[i]->running_mean, 1e-13));
+        EXPECT_TRUE(testing::sync_bn_close(t + "running_var", fused[i]->running_var, ref[i]->running_var, 1e-13));
+        EXPECT_EQ(fused[i]->num_batches_tracked.item(), double(step + 1)) << t;
+      }
+    }
+  });
 }
 
 // ---------------------------------------------------------------- bad input and the fake itself
