@@ -1,8 +1,9 @@
 // Automatic mixed precision, as torch.autocast: inside an AutocastGuard region the ops below choose
 // their compute dtype themselves. Parameters stay float32 ("master weights", what the optimizer
 // updates); each use casts them with the differentiable cast (autograd/functions/cast.h), so their
-// gradients arrive in float32 (no cast cache: a parameter used twice is cast twice; none is in
-// UniRepLKNet). Outside a region nothing is cast and every op behaves as before.
+// gradients arrive in float32. Each use is a cast kernel of its own unless an AutocastWeightCache
+// (autograd/autocast_weight_cache.h) has cast every parameter of the forward in one go; the
+// training step uses one. Outside a region nothing is cast and every op behaves as before.
 //
 //   {
 //     AutocastGuard amp(DType::BFloat16, /*enabled=*/on_gpu);

@@ -4,9 +4,10 @@
 // The input is a random channels-last batch [N, H, W, 3] and random labels in [0, 1000), made once
 // and kept on the device: no data loading, so the numbers are the model's and the optimizer's.
 //   train  the trainer's step (launch/trainer.cpp) with its default hyper-parameters: autocast
-//          forward, label-smoothed cross-entropy (0.1), backward, AdamW (decay groups, wd 0.05),
-//          zero_grad. float16 adds the GradScaler, as in the trainer; its overflow check costs one
-//          host synchronisation per step, the only one inside the timed loop.
+//          forward (the parameters cast by an AutocastWeightCache), label-smoothed cross-entropy
+//          (0.1), backward, AdamW (decay groups, wd 0.05), zero_grad. float16 adds the GradScaler,
+//          as in the trainer; its overflow check costs one host synchronisation per step, the only
+//          one inside the timed loop.
 //   infer  eval-mode forward under no_grad (and autocast); --deploy times the re-parameterised
 //          deploy structure (UniRepLKNet::reparameterized, what `unirep reparam` writes).
 // Timing: --warmup steps (they also fill the caching allocator), a device synchronize, the peak
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "autograd/autocast.h"
+#include "autograd/autocast_weight_cache.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
 #include "core/cuda/context.h"
@@ -187,6 +189,7 @@ int command_bench(int argc, char** argv) {
     Tensor loss;
     {
       AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+      AutocastWeightCache weights(params);  // every parameter cast in a few launches; ends with the forward
       Tensor logits = cast(model->forward(x), DType::Float32);
       loss = cross_entropy(logits, y, -100, defaults.augment.label_smoothing);
     }
@@ -201,6 +204,7 @@ int command_bench(int argc, char** argv) {
   auto infer_step = [&] {
     NoGradGuard no_grad;
     AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+    AutocastWeightCache weights(params);
     model->forward(x);
   };
   auto step = [&] { train ? train_step() : infer_step(); };
