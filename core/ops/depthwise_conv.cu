@@ -1,4 +1,5 @@
-// Tensor-level entry points of the tiled depthwise kernels (core/ops/depthwise_conv_kernels.cuh): geometry
+// Tensor-level entry points of the tiled depthwise kernels (core/ops/depthwise_conv_kernels.cuh, the weight
+// gradient in core/ops/depthwise_conv_wgrad.cuh): geometry
 // checks, dtype dispatch, workspaces from the tensor allocator, launches on the op stream.
 #include <climits>
 
@@ -6,6 +7,7 @@
 #include "core/cuda/context.h"
 #include "core/ops/depthwise_conv.h"
 #include "core/ops/depthwise_conv_kernels.cuh"
+#include "core/ops/depthwise_conv_wgrad.cuh"
 
 namespace unirep::cuda {
 
@@ -96,10 +98,10 @@ void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Te
 
 void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
-  const dwconv::WeightPlan plan = dwconv::weight_plan(s, sm_count(), smem_limit());
-  Tensor ws = float_workspace(plan.workspace, dy.device());
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    const dwconv::WeightPlan plan = dwconv::weight_plan<T>(s, sm_count(), smem_limit());
+    Tensor ws = float_workspace(plan.workspace, dy.device());
     CUDA_CHECK(dwconv::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(), stream()));
   });
   UNIREP_PROFILE_MARK();

@@ -32,6 +32,9 @@
 //     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate
 //     (output row, column group) items of each tile and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
 //     summed in split order by a second kernel: deterministic, no atomics.
+//     This is weight-gradient v3; conv2d runs v4 (core/ops/depthwise_conv_wgrad.cuh: kernel rows x
+//     output rows in registers, whole-image tiles, one-wave splits) except for the shape classes its
+//     use_v4 switches back to v3.
 // Tile shapes are chosen per call by a small cost model (staged pixels vs computed outputs incl. the
 // columns wasted past the image border), under a shared-memory cap.
 #pragma once
@@ -443,8 +446,8 @@ cudaError_t input_grad(T* dx, const T* dy, const T* w, const Shape& g, float* wo
   return forward<T>(dx, dy, w, nullptr, input_grad_shape(g), true, workspace, stream, smem_limit);
 }
 
-// Launch plan of the weight gradient: the tile, the splits of the tile list and the partial buffer size.
-struct WeightPlan {
+// Launch plan of the v3 weight gradient: the tile, the splits of the tile list and the partial buffer size.
+struct WeightPlanV3 {
   Tile tile;
   size_t smem = 0;
   RowSplit rows;
@@ -452,8 +455,8 @@ struct WeightPlan {
   size_t workspace = 0;  // floats
 };
 
-inline WeightPlan weight_plan(const Shape& g, int sm_count, size_t smem_limit = kSmemMax) {
-  WeightPlan p;
+inline WeightPlanV3 weight_plan_v3(const Shape& g, int sm_count, size_t smem_limit = kSmemMax) {
+  WeightPlanV3 p;
   p.tile = choose_tile(g, true, &p.smem, smem_limit);
   p.rows = row_split(g);
   const int64_t tiles = int64_t(g.N) * p.tile.tiles_h * p.tile.tiles_w;
@@ -467,10 +470,10 @@ inline WeightPlan weight_plan(const Shape& g, int sm_count, size_t smem_limit = 
   return p;
 }
 
-// dw [C, R, S] = sum over positions of dy x; workspace: plan.workspace floats.
+// The first pass of the v3 weight gradient: partial [splits, R S, C] into workspace (plan.workspace floats).
 template <class T>
-cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlan& plan, float* workspace,
-                        cudaStream_t stream) {
+cudaError_t weight_partials_v3(float* workspace, const T* dy, const T* x, const Shape& g, const WeightPlanV3& plan,
+                               cudaStream_t stream) {
   if (!plan.smem) return cudaErrorInvalidValue;
   Tile t = plan.tile;
   t.vec = quad_aligned(g.C, x, dy);
@@ -486,11 +489,24 @@ cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const We
                                                                           plan.rows.rows_per_group, plan.rows.parts);
     err = cudaGetLastError();
   });
-  if (err != cudaSuccess) return err;
+  return err;
+}
+
+// The second pass of either version: dw [C, R, S] = the splits' partials summed in split order.
+template <class T>
+cudaError_t sum_weight_partials(T* dw, const float* workspace, int splits, const Shape& g, cudaStream_t stream) {
   const int taps = g.R * g.S;
-  sum_weight_partials_kernel<T><<<grid_1d(int64_t(taps) * g.C), 256, 0, stream>>>(dw, workspace, plan.splits, taps,
-                                                                                  g.C);
+  sum_weight_partials_kernel<T><<<grid_1d(int64_t(taps) * g.C), 256, 0, stream>>>(dw, workspace, splits, taps, g.C);
   return cudaGetLastError();
+}
+
+// dw [C, R, S] = sum over positions of dy x with the v3 kernel; workspace: plan.workspace floats.
+template <class T>
+cudaError_t weight_grad_v3(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlanV3& plan, float* workspace,
+                           cudaStream_t stream) {
+  const cudaError_t err = weight_partials_v3<T>(workspace, dy, x, g, plan, stream);
+  if (err != cudaSuccess) return err;
+  return sum_weight_partials<T>(dw, workspace, plan.splits, g, stream);
 }
 
 }  // namespace unirep::cuda::dwconv

@@ -5,6 +5,10 @@
 // mirrored padding that can be negative). Tolerances, normwise relative: float32 1e-5 (float
 // accumulation in another order); bfloat16 / float16 1e-2 (both devices accumulate in float and round
 // each output once, so elements differ by at most one unit in the last place, 2^-8 / 2^-11 relative).
+// The weight gradient runs v4 (core/ops/depthwise_conv_wgrad.cuh) where use_v4 says so: its whole-image
+// tiles (images up to ~20x20 such as 7x7 and 14x14, bounds-checked reads), halo tiles (larger images),
+// several warps per kernel-row block (parts), several blocks along the kernel rows (R = 31), OW 4 and 8
+// and the scalar staging of odd channel counts are all among the cases below.
 // The CUDA tests skip without a GPU; the dispatch test is host-only and runs everywhere.
 #include "core/ops/depthwise_conv.h"
 #include "tests/support/op_case.h"
@@ -62,6 +66,19 @@ std::vector<OpCase> tiled_cases() {
   cases.push_back(dw_case(2, 9, 10, 6, 5, 5, 0, 0, 1, true));  // valid conv: input-grad padding 4
   cases.push_back(dw_case(1, 6, 8, 3, 3, 5, 3, 5, 1, false));  // padding beyond "same": mirrored pad < 0
   cases.push_back(dw_case(2, 8, 9, 10, 4, 3, 1, 2, 2, true));  // even R, asymmetric padding
+  // Weight-gradient v4 paths: whole-image tiles at each DRB dilation on 7x7 and 14x14 (odd C: scalar
+  // staging), 7x7 d2 and 5x5 on a 14x14 image, a 31x31 kernel (kernel-row blocks over blockIdx.z), a
+  // 13x13 kernel on 30x30 (halo tiles with edge tiles), a 1-pixel-wide image (no whole-image tile).
+  for (int64_t d = 3; d <= 5; ++d) {
+    cases.push_back(same_case(2, 7, 7, 37, 3, d, false));
+    cases.push_back(same_case(1, 14, 14, 64, 3, d, false));
+  }
+  cases.push_back(same_case(2, 14, 14, 40, 7, 2, false));
+  cases.push_back(same_case(1, 14, 14, 36, 5, 1, false));
+  cases.push_back(same_case(1, 7, 7, 8, 13, 1, false));
+  cases.push_back(same_case(1, 9, 33, 4, 31, 1, false));
+  cases.push_back(same_case(1, 30, 30, 32, 13, 1, false));
+  cases.push_back(same_case(2, 40, 1, 12, 3, 1, false));
   return cases;
 }
 
@@ -78,7 +95,8 @@ TEST(DepthwiseTiled, CudaMatchesCpuBFloat16) {
 // float16 is not in the standard drivers' tolerance table: forward and gradients compared here.
 TEST(DepthwiseTiled, CudaMatchesCpuFloat16) {
   UNIREP_SKIP_WITHOUT_CUDA();
-  for (const OpCase& c : {same_case(2, 14, 14, 40, 13, 1, true), same_case(1, 11, 9, 21, 3, 3, false)}) {
+  for (const OpCase& c : {same_case(2, 14, 14, 40, 13, 1, true), same_case(1, 11, 9, 21, 3, 3, false),
+                          same_case(2, 7, 7, 40, 3, 5, false)}) {
     Generator gen(5);
     std::vector<Tensor> inputs64 = c.make_inputs(gen);
     std::vector<Tensor> outs, grads[2];

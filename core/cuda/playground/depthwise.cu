@@ -11,6 +11,11 @@
 //       vector staging without integer division and with 4 loads in flight per thread, 8 or 16 outputs per
 //       thread picked by the tile cost model,
 //       up to 16 warps (kernel rows) per weight-gradient block so R = 13 stages each tile once.
+//   v4: the v3 forward and input gradient with the weight gradient of core/ops/depthwise_conv_wgrad.cuh
+//       (kernel rows x output rows register blocking, whole-image tiles for small images, one-wave
+//       splits); conv2d runs it where use_v4 says so. The last table times v3 and v4 weight gradients
+//       (partial and sum kernels separately) at the T shapes, with v4's plan and the max error of both
+//       against a CPU double reference over sampled channels.
 // Build and run:  ninja -C build playground_depthwise && ./build/playground_depthwise
 // Exit status 1 when a version disagrees with the reference. Times: median of 20 runs (v1: 5) after a
 // warm-up, cudaEvent; floor = bytes moved (x, y, weight once each) / 2.98 TB/s (the device-to-device copy
@@ -21,10 +26,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/cuda/playground/depthwise_v2.cuh"
 #include "core/ops/depthwise_conv_kernels.cuh"
+#include "core/ops/depthwise_conv_wgrad.cuh"
 
 using unirep::bf16;
 namespace dwc = unirep::cuda::dwconv;
@@ -194,16 +201,18 @@ template <class T> struct Problem {
   dwc::Shape g;
   Buf<T> x, w, w_rsc, bias, y, dy, dx, dw;
   Buf<float> ws, partial;
-  dwc::WeightPlan plan;
+  dwc::WeightPlanV3 plan;
+  dwc::WeightPlanV4 plan4;
   dwconv_v2::Shape g2;
   dwconv_v2::WeightPlan plan2;
   int v1_splits;
   Problem(const dwc::Shape& s, int sms)
       : g(s), x(size_t(s.N) * s.H * s.W * s.C), w(size_t(s.C) * s.R * s.S), w_rsc(w.n), bias(size_t(s.C)),
         y(size_t(s.N) * s.Ho * s.Wo * s.C), dy(y.n), dx(x.n), dw(w.n), ws(dwc::forward_workspace(s)),
-        partial(std::max({dwc::weight_plan(s, sms).workspace, dwconv_v2::weight_plan(v2_shape(s), sms).workspace,
+        partial(std::max({dwc::weight_plan_v3(s, sms).workspace, dwc::weight_plan_v4<T>(s, sms).workspace,
+                          dwconv_v2::weight_plan(v2_shape(s), sms).workspace,
                           size_t(v1_split_count(s)) * s.R * s.S * s.C})),
-        plan(dwc::weight_plan(s, sms)), g2(v2_shape(s)), plan2(dwconv_v2::weight_plan(g2, sms)),
+        plan(dwc::weight_plan_v3(s, sms)), plan4(dwc::weight_plan_v4<T>(s, sms)), g2(v2_shape(s)), plan2(dwconv_v2::weight_plan(g2, sms)),
         v1_splits(v1_split_count(s)) {}
   static dwconv_v2::Shape v2_shape(const dwc::Shape& s) {
     return dwconv_v2::Shape{s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
@@ -225,13 +234,14 @@ template <class T> void run(Problem<T>& P, int version, int pass, bool with_bias
       CHECK(dwconv_v2::weight_grad<T>(P.dw.p, P.dy.p, P.x.p, P.g2, P.plan2, P.partial.p, 0));
     return;
   }
-  if (version == 3) {
+  if (version >= 3) {
     if (pass == kForward)
       CHECK(dwc::forward<T>(P.y.p, P.x.p, P.w.p, with_bias ? P.bias.p : nullptr, g, false, P.ws.p, 0));
     else if (pass == kInputGrad)
       CHECK(dwc::input_grad<T>(P.dx.p, P.dy.p, P.w.p, g, P.ws.p, 0));
     else
-      CHECK(dwc::weight_grad<T>(P.dw.p, P.dy.p, P.x.p, g, P.plan, P.partial.p, 0));
+      CHECK(version == 3 ? dwc::weight_grad_v3<T>(P.dw.p, P.dy.p, P.x.p, g, P.plan, P.partial.p, 0)
+                         : dwc::weight_grad_v4<T>(P.dw.p, P.dy.p, P.x.p, g, P.plan4, P.partial.p, 0));
     return;
   }
   const unsigned threads = 256;
@@ -304,7 +314,9 @@ double rel_error(const std::vector<double>& a, const std::vector<double>& ref) {
 template <class T> bool check_shape(const Conv& cv, int version, double tol, const char* dtype, int sms) {
   const dwc::Shape g = cv.shape();
   if (version == 2 && !dwconv_v2::supported(Problem<T>::v2_shape(g))) return true;  // v3 only
-  if (!dwc::supported(g)) {
+  size_t v4_smem = 0;
+  if (version == 4) dwc::choose_tile_v4(g, &v4_smem);
+  if (!dwc::supported(g) || (version == 4 && !v4_smem)) {
     std::printf("  FAIL: k%d d%d on %dx%d is outside the tiled kernels' shared-memory budget\n", cv.k, cv.d, cv.H, cv.W);
     return false;
   }
@@ -330,15 +342,16 @@ template <class T> bool check_shape(const Conv& cv, int version, double tol, con
 
 // ---------------------------------------------------------------- timing
 
-template <class T> double median_ms(Problem<T>& P, int version, int pass, int reps) {
+// Median time of f() (launches on the default stream) over reps runs after one warm-up.
+template <class F> double median_ms_of(const F& f, int reps) {
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
-  run(P, version, pass, true);
+  f();
   std::vector<float> t;
   for (int i = 0; i < reps; ++i) {
     CHECK(cudaEventRecord(a));
-    run(P, version, pass, true);
+    f();
     CHECK(cudaEventRecord(b));
     CHECK(cudaEventSynchronize(b));
     float ms = 0;
@@ -349,6 +362,48 @@ template <class T> double median_ms(Problem<T>& P, int version, int pass, int re
   CHECK(cudaEventDestroy(b));
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+template <class T> double median_ms(Problem<T>& P, int version, int pass, int reps) {
+  return median_ms_of([&] { run(P, version, pass, true); }, reps);
+}
+
+// max |dw - reference| / max |reference| over channels 0, 1, 31, 32 + C / 3 and C - 1 (the weight gradient
+// of one channel at the T shapes is ~20 M multiply-adds on the host).
+template <class T> double sampled_wgrad_error(const Problem<T>& P) {
+  const dwc::Shape& g = P.g;
+  const std::vector<double> x = download(P.x), dy = download(P.dy), dw = download(P.dw);
+  double worst = 0, scale = 0;
+  for (int c : {0, 1, 31, std::min(g.C - 1, 32 + g.C / 3), g.C - 1}) {
+    if (c >= g.C) continue;
+    for (int r = 0; r < g.R; ++r)
+      for (int s = 0; s < g.S; ++s) {
+        double a = 0;
+        for (int n = 0; n < g.N; ++n)
+          for (int ho = 0; ho < g.Ho; ++ho) {
+            const int h = ho - g.ph + r * g.dh;
+            if (h < 0 || h >= g.H) continue;
+            for (int wo = 0; wo < g.Wo; ++wo) {
+              const int wi = wo - g.pw + s * g.dw;
+              if (wi < 0 || wi >= g.W) continue;
+              a += dy[((size_t(n) * g.Ho + ho) * g.Wo + wo) * g.C + c] * x[((size_t(n) * g.H + h) * g.W + wi) * g.C + c];
+            }
+          }
+        worst = std::max(worst, std::fabs(dw[(size_t(c) * g.R + r) * g.S + s] - a));
+        scale = std::max(scale, std::fabs(a));
+      }
+  }
+  return worst / std::max(scale, 1e-300);
+}
+
+std::string describe(const dwc::Shape& g, const dwc::WeightPlanV4& p) {
+  const dwc::Tile& t = p.tile.t;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s %dx%d OW%d KR%d rows/item %d rb%dx%d z%d splits %d blk/SM %d smem %zuK",
+                p.tile.image ? "image" : "halo", t.th, t.tw(g.dw), t.ow, dwc::v4_kernel_rows(g.S), p.tile.item_rows,
+                p.tile.rb_per_group, p.tile.parts, dwc::row_block_groups(p.tile), p.splits, p.blocks_per_sm,
+                p.smem / 1024);
+  return buf;
 }
 
 int main() {
@@ -371,7 +426,7 @@ int main() {
   small.push_back({1, 28, 28, 48, 13, 1});  // several tiles per image
   small.push_back({2, 5, 37, 9, 5, 2});     // wide and flat
   bool all_ok = true;
-  for (int version = 1; version <= 3; ++version) {
+  for (int version = 1; version <= 4; ++version) {
     int pass = 0, total = 0;
     for (const Conv& cv : small) {
       total += 2;
@@ -425,6 +480,39 @@ int main() {
               "PyTorch 10.05 ms; float FMA floor 0.24 ms)\n", lk13_total[1], lk13_total[2], lk13_total[3]);
   std::printf("all rows above, fwd + dgrad + wgrad:          v1 %.4f  v2 %.4f  v3 %.4f ms\n", all_total[1],
               all_total[2], all_total[3]);
+
+  // Weight gradient v3 vs v4 at the T shapes: partial and sum kernels separately, v4's plan, and the max
+  // error of each against the CPU reference (sampled channels).
+  std::printf("\nbf16 weight gradient (ms, median of 20): v3 and v4, partial + sum kernels; err = max abs error / "
+              "max |ref| over 5 channels\n");
+  std::printf("%-20s %8s %8s %8s %8s %8s %8s %6s %9s %9s  %s\n", "shape k/d", "v3 part", "v3 sum", "v3 all", "v4 part",
+              "v4 sum", "v4 all", "v3/v4", "err v3", "err v4", "v4 plan");
+  double wg_total[2] = {0, 0};
+  for (const Conv& cv : tshapes) {
+    const dwc::Shape g = cv.shape();
+    Problem<bf16> P(g, sms);
+    fill_device(P.x, 1, 1.f);
+    fill_device(P.dy, 5, 1.f);
+    double t[2][3], err[2];
+    for (int v = 0; v < 2; ++v) {
+      const int splits = v == 0 ? P.plan.splits : P.plan4.splits;
+      t[v][0] = median_ms_of([&] {
+        CHECK(v == 0 ? dwc::weight_partials_v3<bf16>(P.partial.p, P.dy.p, P.x.p, g, P.plan, 0)
+                     : dwc::weight_partials_v4<bf16>(P.partial.p, P.dy.p, P.x.p, g, P.plan4, 0));
+      }, 20);
+      t[v][1] = median_ms_of([&] { CHECK(dwc::sum_weight_partials<bf16>(P.dw.p, P.partial.p, splits, g, 0)); }, 20);
+      t[v][2] = median_ms(P, v == 0 ? 3 : 4, kWeightGrad, 20);
+      CHECK(cudaDeviceSynchronize());
+      err[v] = sampled_wgrad_error(P);
+      wg_total[v] += t[v][2];
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "%dx%dx%d k%d d%d", cv.H, cv.W, cv.C, cv.k, cv.d);
+    std::printf("%-20s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %6.2f %9.2e %9.2e  %s\n", name, t[0][0], t[0][1], t[0][2],
+                t[1][0], t[1][1], t[1][2], t[0][2] / t[1][2], err[0], err[1], describe(g, P.plan4).c_str());
+    all_ok = all_ok && err[0] < 1e-2 && err[1] < 1e-2;
+  }
+  std::printf("weight gradients of all rows above: v3 %.4f  v4 %.4f ms\n", wg_total[0], wg_total[1]);
   std::printf("%s\n", all_ok ? "ALL CORRECTNESS CHECKS PASSED" : "CORRECTNESS FAILURES (see FAIL lines)");
   return all_ok ? 0 : 1;
 }
