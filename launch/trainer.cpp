@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "autograd/autocast.h"
+#include "autograd/autocast_weight_cache.h"
 #include "autograd/ops.h"
 #include "core/cuda/context.h"
 #include "core/device.h"
@@ -173,6 +174,7 @@ EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& 
     Tensor logits;
     {
       AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+      AutocastWeightCache weights(model.parameters());
       logits = model.forward(x);
     }
     logits = cast(logits, DType::Float32);
@@ -504,6 +506,7 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
       Tensor loss;
       {
         AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+        AutocastWeightCache weights(params);  // the forward's parameter casts in a few launches
         Tensor logits = cast(model->forward(batch->images), DType::Float32);
         loss = mixing ? cross_entropy_soft(logits, batch->soft_targets)
                       : cross_entropy(logits, batch->labels, -100, c.augment.label_smoothing);
