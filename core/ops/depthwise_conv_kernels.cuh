@@ -33,8 +33,8 @@
 //     (output row, column group) items of each tile and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
 //     summed in split order by a second kernel: deterministic, no atomics.
 //     This is weight-gradient v3; conv2d runs v4 (core/ops/depthwise_conv_wgrad.cuh: kernel rows x
-//     output rows in registers, whole-image tiles, one-wave splits) except for the shape classes its
-//     use_v4 switches back to v3.
+//     output rows in registers, whole-image tiles, one-wave splits) except where its plan is a halo
+//     tile of fewer than 8 rows (use_v4: v3 measured faster there).
 // Tile shapes are chosen per call by a small cost model (staged pixels vs computed outputs incl. the
 // columns wasted past the image border), under a shared-memory cap.
 #pragma once

@@ -359,18 +359,13 @@ cudaError_t weight_grad_v4(T* dw, const T* dy, const T* x, const Shape& g, const
 
 // ---------------------------------------------------------------- production choice
 
-// Which version conv2d's weight gradient runs, one switch per shape class (set a class to false to run v3
-// there; the playground times both at every UniRepLKNet-T shape).
-constexpr bool kWgradV4LargeKernels = true;  // max(R, S) >= 9: the 13x13 large kernel (FMA bound)
-constexpr bool kWgradV4SmallDilated = true;  // max(R, S) <= 7, dilation > 1: the DRB's 7x7 d2 and 3x3 d3..5
-constexpr bool kWgradV4SmallDense = true;    // max(R, S) <= 7, no dilation: the 3x3 blocks, the 5x5 branch
+// Which version conv2d's weight gradient runs, from the plan v4 would use. Measured on an H200 at every
+// UniRepLKNet-T shape (core/cuda/PERF.md, "Depthwise weight gradient v4"): v4 wins with whole-image tiles
+// (1.1-3.3x) and with halo tiles of 8 or more rows (1.1-1.6x), and loses with the 4-row halo tiles its
+// cost model picks at 28x28 for 13x13, 5x5 and 3x3 d4 (0.57-0.65x), where v3 runs instead.
+inline bool use_v4(const WeightPlanV4& p) { return p.smem > 0 && (p.tile.image || p.tile.t.th >= 8); }
 
-inline bool use_v4(const Shape& g) {
-  if ((g.R > g.S ? g.R : g.S) >= 9) return kWgradV4LargeKernels;
-  return g.dh > 1 || g.dw > 1 ? kWgradV4SmallDilated : kWgradV4SmallDense;
-}
-
-// The production weight-gradient plan: v4 where use_v4 says so and a v4 tile fits, else v3.
+// The production weight-gradient plan: v4 where use_v4 says so, else v3.
 struct WeightPlan {
   bool v4 = false;
   WeightPlanV4 plan_v4;
@@ -381,10 +376,8 @@ struct WeightPlan {
 
 template <class T> WeightPlan weight_plan(const Shape& g, int sm_count, size_t smem_limit = kSmemMax) {
   WeightPlan p;
-  if (use_v4(g)) {
-    p.plan_v4 = weight_plan_v4<T>(g, sm_count, smem_limit);
-    p.v4 = p.plan_v4.smem > 0;
-  }
+  p.plan_v4 = weight_plan_v4<T>(g, sm_count, smem_limit);
+  p.v4 = use_v4(p.plan_v4);
   if (!p.v4) p.plan_v3 = weight_plan_v3(g, sm_count, smem_limit);
   p.workspace = p.v4 ? p.plan_v4.workspace : p.plan_v3.workspace;
   return p;

@@ -5,8 +5,8 @@
 // mirrored padding that can be negative). Tolerances, normwise relative: float32 1e-5 (float
 // accumulation in another order); bfloat16 / float16 1e-2 (both devices accumulate in float and round
 // each output once, so elements differ by at most one unit in the last place, 2^-8 / 2^-11 relative).
-// The weight gradient runs v4 (core/ops/depthwise_conv_wgrad.cuh) where use_v4 says so: its whole-image
-// tiles (images up to ~20x20 such as 7x7 and 14x14, bounds-checked reads), halo tiles (larger images),
+// The weight gradient runs v4 (core/ops/depthwise_conv_wgrad.cuh) where use_v4 says so (else v3): its
+// whole-image tiles (images up to ~20x20 such as 7x7 and 14x14, bounds-checked reads), halo tiles (larger images),
 // several warps per kernel-row block (parts), several blocks along the kernel rows (R = 31), OW 4 and 8
 // and the scalar staging of odd channel counts are all among the cases below.
 // The CUDA tests skip without a GPU; the dispatch test is host-only and runs everywhere.

@@ -42,7 +42,7 @@ struct BnResult {
 BnResult run_bn(const Tensor& x_cpu, const Tensor& w, const Tensor& b, const Tensor& up, int64_t dim,
                 Device dev) {
   const int64_t C = x_cpu.size(dim);
-  Tensor x = x_cpu.to(dev).requires_grad_();
+  Tensor x = x_cpu.to(dev).detach().requires_grad_();
   Tensor wd = w.to(dev).detach().requires_grad_(), bd = b.to(dev).detach().requires_grad_();
   Tensor rm = Tensor::zeros({C}, DType::Float32, dev), rv = Tensor::ones({C}, DType::Float32, dev);
   Tensor y = batch_norm(x, wd, bd, rm, rv, true, 0.1, 1e-5, dim);
