@@ -326,6 +326,7 @@ template <class Exec> void run_cudnn(const ConvGeometry& g, DType dt, Pass pass,
     Tensor ws = Tensor::empty({int64_t(std::max<size_t>(c.workspace, 1))}, DType::UInt8, device);
     const cudnnStatus_t st = exec(h, d, c, ws.data_ptr());
     if (st == CUDNN_STATUS_SUCCESS) {
+      UNIREP_PROFILE_MARK();
       if (i > 0) {
         std::lock_guard<std::mutex> lock(g_algo_mutex);
         std::vector<AlgoChoice>& cached = g_algo_cache[algo_key(g, dt, pass)];
@@ -390,22 +391,14 @@ void add_bias(const Tensor& y, const Tensor& bias) {
   cuda::elementwise(y, ew::Add{}, y, bias.detach().expand(y.shape()));
 }
 
-// cuDNN's grouped kernels beat the tiled ones on undilated 3x3 and 5x5 depthwise convs in 16 bits, forward
-// and input gradient (core/cuda/PERF.md, depthwise table: 0.3-0.8x); the tiled weight gradient stays, as it
-// is deterministic.
-bool depthwise_prefers_cudnn(const ConvGeometry& g, DType dt) {
-  return g.depthwise() && is_half(dt) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.R == g.S &&
-         g.R <= 5;
-}
-
 }  // namespace
 
 void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeometry& g) {
-  if (!depthwise_prefers_cudnn(g, x.dtype()) && depthwise_tiled_supported(g, x.dtype())) {
+  if (depthwise_tiled_supported(g, x.dtype())) {
     depthwise_tiled_forward(y, x, w, bias, g);
     return;
   }
-  if (g.depthwise() && !depthwise_prefers_cudnn(g, x.dtype())) {
+  if (g.depthwise()) {
     Tensor wt = weight_rsc(w, g);
     const int64_t total = y.numel();
     UNIREP_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
@@ -421,11 +414,11 @@ void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 }
 
 void conv2d_backward_input(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvGeometry& g) {
-  if (!depthwise_prefers_cudnn(g, dy.dtype()) && depthwise_tiled_supported(g, dy.dtype())) {
+  if (depthwise_tiled_supported(g, dy.dtype())) {
     depthwise_tiled_backward_input(dx, dy, w, g);
     return;
   }
-  if (g.depthwise() && !depthwise_prefers_cudnn(g, dy.dtype())) {
+  if (g.depthwise()) {
     Tensor wt = weight_rsc(w, g);
     const int64_t total = dx.numel();
     UNIREP_DISPATCH_FLOATING(dy.dtype(), "conv2d backward", [&] {

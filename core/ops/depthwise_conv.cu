@@ -1,7 +1,10 @@
 // Tensor-level entry points of the tiled depthwise kernels (core/ops/depthwise_conv_kernels.cuh, the weight
 // gradient in core/ops/depthwise_conv_wgrad.cuh): geometry
 // checks, dtype dispatch, workspaces from the tensor allocator, launches on the op stream.
+#include <array>
 #include <climits>
+#include <map>
+#include <mutex>
 
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
@@ -57,6 +60,18 @@ size_t smem_limit() {
   return size_t(bytes);
 }
 
+// The weight-gradient plan of a (device, storage type, geometry): building it asks the occupancy
+// calculator, so each is built once (a training step asks for the same few dozen every step).
+template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
+  static std::mutex mutex;
+  static std::map<std::array<int, 13>, dwconv::WeightPlan> plans;
+  const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, dwconv::weight_plan<T>(s, sm_count(), smem_limit())).first;
+  return it->second;
+}
+
 Tensor float_workspace(size_t floats, Device device) {
   return Tensor::empty({int64_t(floats > 0 ? floats : 1)}, DType::Float32, device);
 }
@@ -100,7 +115,7 @@ void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const T
   const dwconv::Shape s = shape_of(g);
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const dwconv::WeightPlan plan = dwconv::weight_plan<T>(s, sm_count(), smem_limit());
+    const dwconv::WeightPlan plan = weight_plan_of<T>(s);
     Tensor ws = float_workspace(plan.workspace, dy.device());
     CUDA_CHECK(dwconv::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(), stream()));
   });

@@ -66,7 +66,7 @@ std::vector<OpCase> conv_cases() {
       conv_case("depthwise_13x13_large", {2, 14, 14, 16}, {16, 1, 13, 13}, true, params(1, 6, 1, 16)),
       conv_case("depthwise_31x31_large", {1, 32, 32, 8}, {8, 1, 31, 31}, true, params(1, 15, 1, 8)),
       conv_case("depthwise_3x3_d5_large", {2, 20, 20, 48}, {48, 1, 3, 3}, false, params(1, 5, 5, 48)),
-      // undilated 3x3 / 5x5 depthwise in 16 bits: cuDNN forward and input gradient, tiled weight gradient
+      // undilated 3x3 / 5x5 depthwise with 4-channel staging and several channel groups
       conv_case("depthwise_3x3_bias_large", {2, 20, 20, 48}, {48, 1, 3, 3}, true, params(1, 1, 1, 48)),
       conv_case("depthwise_5x5_large", {2, 14, 14, 40}, {40, 1, 5, 5}, false, params(1, 2, 1, 40)),
       conv_case("dense_stem_s2_large", {2, 32, 32, 3}, {24, 3, 3, 3}, true, params(2, 1)),
