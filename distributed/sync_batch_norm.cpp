@@ -13,23 +13,6 @@ namespace {
 
 constexpr const char* kOp = "sync_batch_norm";
 
-void check_param(const char* what, const Tensor& p, const Tensor& x) {
-  if (!p.defined()) return;
-  const int64_t C = x.size(-1);
-  UNIREP_CHECK(p.dim() == 1 && p.size(0) == C, kOp, ": ", what, " must have shape [", C,
-               "] (the last dim of the input ", shape_str(x.shape()), "), got ", shape_str(p.shape()));
-  UNIREP_CHECK(p.device() == x.device(), kOp, ": ", what, " is on ", p.str(), " but the input is ", x.str());
-}
-
-void check_running(const char* what, const Tensor& r, const Tensor& x) {
-  check_param(what, r, x);
-  if (!r.defined()) return;
-  UNIREP_CHECK(r.dtype() == DType::Float32 || r.dtype() == x.dtype(), kOp, ": ", what,
-               " must be float32 or the input's dtype ", dtype_name(x.dtype()), ", got ", dtype_name(r.dtype()));
-  UNIREP_CHECK(r.is_contiguous(), kOp, ": ", what, " must be contiguous (it is updated in place), got ", r.str());
-  UNIREP_CHECK(!r.requires_grad(), kOp, ": ", what, " is a buffer and must not require grad");
-}
-
 }  // namespace
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
@@ -38,10 +21,10 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias
   UNIREP_CHECK(x.defined() && is_floating(x.dtype()) && x.dim() >= 1, kOp,
                ": expected a floating input with channels last, got ",
                x.defined() ? x.str() : std::string("undefined"));
-  check_param("weight", weight, x);
-  check_param("bias", bias, x);
-  check_running("running_mean", running_mean, x);
-  check_running("running_var", running_var, x);
+  check_norm_param(kOp, "weight", weight, x, x.dim() - 1);
+  check_norm_param(kOp, "bias", bias, x, x.dim() - 1);
+  check_norm_running(kOp, "running_mean", running_mean, x, x.dim() - 1);
+  check_norm_running(kOp, "running_var", running_var, x, x.dim() - 1);
   UNIREP_CHECK(running_mean.defined() == running_var.defined(), kOp,
                ": running_mean and running_var must be given together (got only ",
                running_mean.defined() ? "running_mean" : "running_var", ")");

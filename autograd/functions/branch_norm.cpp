@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "autograd/functions/norm.h"
 #include "autograd/node.h"
 #include "core/ops/branch_norm.h"
 #include "distributed/communicator.h"
@@ -17,23 +18,6 @@ namespace {
 constexpr const char* kOp = "batch_norm_branch_sum";
 
 std::string describe(const Tensor& t) { return t.defined() ? t.str() : std::string("undefined"); }
-
-void check_param(const std::string& what, const Tensor& p, const Tensor& x) {
-  if (!p.defined()) return;
-  const int64_t C = x.size(-1);
-  UNIREP_CHECK(p.dim() == 1 && p.size(0) == C, kOp, ": ", what, " must have shape [", C,
-               "] (the last dim of the input ", shape_str(x.shape()), "), got ", shape_str(p.shape()));
-  UNIREP_CHECK(p.device() == x.device(), kOp, ": ", what, " is on ", p.str(), " but the input is ", x.str());
-}
-
-void check_running(const std::string& what, const Tensor& r, const Tensor& x) {
-  check_param(what, r, x);
-  if (!r.defined()) return;
-  UNIREP_CHECK(r.dtype() == DType::Float32 || r.dtype() == x.dtype(), kOp, ": ", what,
-               " must be float32 or the input's dtype ", dtype_name(x.dtype()), ", got ", dtype_name(r.dtype()));
-  UNIREP_CHECK(r.is_contiguous(), kOp, ": ", what, " must be contiguous (it is updated in place), got ", r.str());
-  UNIREP_CHECK(!r.requires_grad(), kOp, ": ", what, " is a buffer and must not require grad");
-}
 
 // Checks everything before any kernel or collective runs; returns the parameters' dtype.
 DType check_inputs(const std::vector<Tensor>& xs, const std::vector<BatchNormBranch>& branches, bool training) {
@@ -51,10 +35,10 @@ DType check_inputs(const std::vector<Tensor>& xs, const std::vector<BatchNormBra
     UNIREP_CHECK(x.defined() && x.shape() == x0.shape() && x.dtype() == x0.dtype() && x.device() == x0.device(),
                  kOp, ": every input must match input 0 (", x0.str(), "), got ", tag, "input ", describe(x));
     const BatchNormBranch& b = branches[i];
-    check_param(tag + "weight", b.weight, x0);
-    check_param(tag + "bias", b.bias, x0);
-    check_running(tag + "running_mean", b.running_mean, x0);
-    check_running(tag + "running_var", b.running_var, x0);
+    check_norm_param(kOp, (tag + "weight").c_str(), b.weight, x0, x0.dim() - 1);
+    check_norm_param(kOp, (tag + "bias").c_str(), b.bias, x0, x0.dim() - 1);
+    check_norm_running(kOp, (tag + "running_mean").c_str(), b.running_mean, x0, x0.dim() - 1);
+    check_norm_running(kOp, (tag + "running_var").c_str(), b.running_var, x0, x0.dim() - 1);
     UNIREP_CHECK(b.running_mean.defined() == b.running_var.defined(), kOp, ": ", tag,
                  "running_mean and running_var must be given together");
     UNIREP_CHECK(!b.running_mean.defined() || b.running_mean.dtype() == b.running_var.dtype(), kOp, ": ", tag,

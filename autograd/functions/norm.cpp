@@ -29,8 +29,17 @@ void check_input(const char* op, const Tensor& x) {
   UNIREP_CHECK(x.dim() >= 1, op, ": expected an input with at least one dim, got ", x.str());
 }
 
-// weight/bias (when defined): [C], x's device, x's dtype or float32 next to a bf16/f16 x.
-void check_param(const char* op, const char* what, const Tensor& p, const Tensor& x, int64_t dim) {
+// The dtype weight and bias share (checked): the dtype of their gradients.
+DType param_dtype(const char* op, const Tensor& weight, const Tensor& bias, const Tensor& x) {
+  UNIREP_CHECK(!weight.defined() || !bias.defined() || weight.dtype() == bias.dtype(), op, ": weight is ",
+               dtype_name(weight.defined() ? weight.dtype() : x.dtype()), " but bias is ",
+               dtype_name(bias.defined() ? bias.dtype() : x.dtype()), "; they must share one dtype");
+  return weight.defined() ? weight.dtype() : bias.defined() ? bias.dtype() : x.dtype();
+}
+
+}  // namespace
+
+void check_norm_param(const char* op, const char* what, const Tensor& p, const Tensor& x, int64_t dim) {
   if (!p.defined()) return;
   const int64_t C = x.size(dim);
   UNIREP_CHECK(p.dim() == 1 && p.size(0) == C, op, ": ", what, " must have shape [", C, "] (size of dim ", dim,
@@ -42,16 +51,7 @@ void check_param(const char* op, const char* what, const Tensor& p, const Tensor
   UNIREP_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.str(), " but the input is ", x.str());
 }
 
-// The dtype weight and bias share (checked): the dtype of their gradients.
-DType param_dtype(const char* op, const Tensor& weight, const Tensor& bias, const Tensor& x) {
-  UNIREP_CHECK(!weight.defined() || !bias.defined() || weight.dtype() == bias.dtype(), op, ": weight is ",
-               dtype_name(weight.defined() ? weight.dtype() : x.dtype()), " but bias is ",
-               dtype_name(bias.defined() ? bias.dtype() : x.dtype()), "; they must share one dtype");
-  return weight.defined() ? weight.dtype() : bias.defined() ? bias.dtype() : x.dtype();
-}
-
-// running stats (when defined): [C], contiguous (updated in place), float32 or x's dtype, x's device.
-void check_running(const char* op, const char* what, const Tensor& r, const Tensor& x, int64_t dim) {
+void check_norm_running(const char* op, const char* what, const Tensor& r, const Tensor& x, int64_t dim) {
   if (!r.defined()) return;
   const int64_t C = x.size(dim);
   UNIREP_CHECK(r.dim() == 1 && r.size(0) == C, op, ": ", what, " must have shape [", C, "] (size of dim ", dim,
@@ -63,18 +63,16 @@ void check_running(const char* op, const char* what, const Tensor& r, const Tens
   UNIREP_CHECK(!r.requires_grad(), op, ": ", what, " is a buffer and must not require grad");
 }
 
-}  // namespace
-
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum, double eps, int64_t channel_dim) {
   const char* op = "batch_norm";
   check_input(op, x);
   const int64_t dim = wrap_dim(channel_dim, x.dim(), op);
-  check_param(op, "weight", weight, x, dim);
-  check_param(op, "bias", bias, x, dim);
+  check_norm_param(op, "weight", weight, x, dim);
+  check_norm_param(op, "bias", bias, x, dim);
   const DType pdt = param_dtype(op, weight, bias, x);
-  check_running(op, "running_mean", running_mean, x, dim);
-  check_running(op, "running_var", running_var, x, dim);
+  check_norm_running(op, "running_mean", running_mean, x, dim);
+  check_norm_running(op, "running_var", running_var, x, dim);
   UNIREP_CHECK(running_mean.defined() == running_var.defined(), op,
                ": running_mean and running_var must be given together (got only ",
                running_mean.defined() ? "running_mean" : "running_var", ")");
@@ -122,8 +120,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   check_input(op, x);
   const int64_t d = wrap_dim(dim, x.dim(), op);
   UNIREP_CHECK(x.size(d) > 0, op, ": the normalised dim ", d, " of the input ", shape_str(x.shape()), " is empty");
-  check_param(op, "weight", weight, x, d);
-  check_param(op, "bias", bias, x, d);
+  check_norm_param(op, "weight", weight, x, d);
+  check_norm_param(op, "bias", bias, x, d);
   const DType pdt = param_dtype(op, weight, bias, x);
   UNIREP_CHECK(eps >= 0, op, ": eps must be non-negative, got ", eps);
   const NormShape s = norm_shape(x, d);

@@ -19,4 +19,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 // biased variance. weight/bias [C] may be undefined; dtypes as batch_norm's.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-6, int64_t dim = -1);
 
+// The argument checks every batch/layer norm op shares (op names the caller in the message):
+// a weight/bias (when defined) is [C] for C = x.size(dim), on x's device, with x's dtype or float32
+// next to a bf16/f16 x; a running statistic (when defined) is [C], float32 or x's dtype, on x's
+// device, contiguous (updated in place) and not requiring grad.
+void check_norm_param(const char* op, const char* what, const Tensor& p, const Tensor& x, int64_t dim);
+void check_norm_running(const char* op, const char* what, const Tensor& r, const Tensor& x, int64_t dim);
+
 }  // namespace unirep

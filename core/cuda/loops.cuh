@@ -16,6 +16,7 @@
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
 #include "core/cuda/strided32.cuh"
+#include "core/cuda/vec.cuh"
 #include "core/ops/strided.h"
 #include "core/tensor.h"
 
@@ -55,10 +56,6 @@ __global__ void elementwise_strided32_kernel(scalar_t* out, InPtrs<scalar_t, NIN
     out[off[0]] = static_cast<scalar_t>(f(static_cast<acc>(in.p[I][off[I + 1]])...));
   }
 }
-
-template <class T, int V> struct alignas(sizeof(T) * V) VecOf {
-  T v[V];
-};
 
 // V consecutive elements per thread per step; bit k of scalar_inner set: input k is broadcast along
 // the inner dim (one load serves the V lanes).

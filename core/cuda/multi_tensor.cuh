@@ -15,6 +15,7 @@
 #include <array>
 #include <cstdint>
 
+#include "core/cuda/vec.cuh"
 #include "core/error.h"
 
 namespace unirep::cuda {
@@ -66,12 +67,9 @@ template <class T, int kPointers, int kMaxTensors> struct TensorTable {
   }
 };
 
-template <class T> struct alignas(16) Pack {
-  static constexpr int kWidth = int(16 / sizeof(T));
-  T v[kWidth];
-};
-template <class T> __device__ Pack<T> load_pack(const T* p) { return *reinterpret_cast<const Pack<T>*>(p); }
-template <class T> __device__ void store_pack(T* p, const Pack<T>& x) { *reinterpret_cast<Pack<T>*>(p) = x; }
+template <class T> using Pack = VecOf<T, kVec<T>>;  // one 16-byte access
+template <class T> __device__ Pack<T> load_pack(const T* p) { return load_vec<T, kVec<T>>(p); }
+template <class T> __device__ void store_pack(T* p, const Pack<T>& x) { store_vec<T, kVec<T>>(p, x); }
 
 // This block's elements [begin, end) of tensor k; [begin, packed_end) is whole packs of `width`
 // elements (empty when the tensor is not aligned).

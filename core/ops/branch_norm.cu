@@ -140,19 +140,6 @@ __global__ void branch_sum_dx_kernel(const T* dy, DxBranches<T, P> br, Tile tile
   }
 }
 
-bool aligned16(const Tensor& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
-// f<V>() with V = 16 bytes of T when every row is whole vectors and every tensor is aligned, else V = 1.
-template <class T, class F> void with_vector_width(int64_t C, const std::vector<const Tensor*>& ts, const F& f) {
-  constexpr int V = 16 / int(sizeof(T));
-  bool vector = C % V == 0;
-  for (const Tensor* t : ts) vector = vector && aligned16(*t);
-  if (vector)
-    f(std::integral_constant<int, V>());
-  else
-    f(std::integral_constant<int, 1>());
-}
-
 // The launch shape for rows x C elements, V channels per thread, `per_channel` bytes of shared
 // coefficients per channel: column tiles of equal width as wide as the shared budget allows, then
 // enough row splits for about kTargetBlocks blocks.

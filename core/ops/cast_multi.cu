@@ -14,8 +14,8 @@ using CastTable = TensorTable<void, 2, kCastMaxTensors>;  // ptr[0]: destination
 static_assert(sizeof(CastTable) <= 4000, "kernel arguments over 4 KB");
 
 template <class T> __global__ void cast_multi_kernel(const __grid_constant__ CastTable t) {
-  constexpr int kWidth = Pack<T>::kWidth;  // one 16-byte store, two 16-byte float loads
-  constexpr int kHalf = Pack<float>::kWidth;
+  constexpr int kWidth = kVec<T>;  // one 16-byte store, two 16-byte float loads
+  constexpr int kHalf = kVec<float>;
   static_assert(kWidth == 2 * kHalf, "a 16-bit pack holds two float packs");
   int k = t.tensor_of(int32_t(blockIdx.x));
   T* dst = static_cast<T*>(t.ptr[0][k]);

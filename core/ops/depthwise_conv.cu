@@ -48,18 +48,6 @@ int sm_count() {
   return n;
 }
 
-// The current device's opt-in shared memory per block; without a device (host-only callers) the kernels'
-// own cap, with the failed query's error cleared so no later launch check reports it.
-size_t smem_limit() {
-  int device = 0, bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    cudaGetLastError();
-    return dwconv::kSmemMax;
-  }
-  return size_t(bytes);
-}
-
 // The weight-gradient plan of a (device, storage type, geometry): building it asks the occupancy
 // calculator, so each is built once (a training step asks for the same few dozen every step).
 template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
@@ -68,7 +56,8 @@ template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
   const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
   std::lock_guard<std::mutex> lock(mutex);
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, dwconv::weight_plan<T>(s, sm_count(), smem_limit())).first;
+  if (it == plans.end())
+    it = plans.emplace(key, dwconv::weight_plan<T>(s, sm_count(), depthwise_smem_limit())).first;
   return it->second;
 }
 
@@ -78,11 +67,21 @@ Tensor float_workspace(size_t floats, Device device) {
 
 }  // namespace
 
+size_t depthwise_smem_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    cudaGetLastError();
+    return dwconv::kSmemMax;
+  }
+  return size_t(bytes);
+}
+
 bool depthwise_tiled_supported(const ConvGeometry& g, DType dtype) {
   if (!g.depthwise() || g.sh != 1 || g.sw != 1) return false;
   if (dtype != DType::Float32 && dtype != DType::BFloat16 && dtype != DType::Float16) return false;
   dwconv::Shape s{};
-  const size_t limit = smem_limit();
+  const size_t limit = depthwise_smem_limit();
   if (!to_shape(g, &s) || !dwconv::supported(s, limit)) return false;
   // The input gradient runs the forward on the mirrored geometry; it must fit too.
   return dwconv::supported(dwconv::input_grad_shape(s), limit);
@@ -95,7 +94,7 @@ void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, 
   dispatch_storage(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     CUDA_CHECK(dwconv::forward<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                                  s, false, ws.data<float>(), stream(), smem_limit()));
+                                  s, false, ws.data<float>(), stream(), depthwise_smem_limit()));
   });
   UNIREP_PROFILE_MARK();  // the launchers report errors as codes (the playground shares them)
 }
@@ -106,7 +105,7 @@ void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Te
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     CUDA_CHECK(dwconv::input_grad<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), s, ws.data<float>(), stream(),
-                                     smem_limit()));
+                                     depthwise_smem_limit()));
   });
   UNIREP_PROFILE_MARK();
 }

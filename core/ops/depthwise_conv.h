@@ -10,6 +10,10 @@
 namespace unirep::cuda {
 
 bool depthwise_tiled_supported(const ConvGeometry& g, DType dtype);
+
+// The current device's opt-in shared memory per block, which bounds the tiles; without a device
+// (host-only callers) the kernels' own cap, with the failed query's error cleared.
+size_t depthwise_smem_limit();
 // y = conv(x, w) + bias (bias [C] or undefined).
 void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
                              const ConvGeometry& g);

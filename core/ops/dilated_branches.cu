@@ -5,6 +5,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
+#include "core/ops/depthwise_conv.h"
 #include "core/ops/dilated_branches.h"
 #include "core/ops/dilated_branches_kernels.cuh"
 
@@ -13,17 +14,6 @@ namespace unirep::cuda {
 namespace {
 
 using Set = dwconv::K13Branches;
-
-// The current device's opt-in shared memory per block (the kernels' own cap when the query fails).
-size_t smem_limit() {
-  int device = 0, bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    cudaGetLastError();
-    return dwconv::kSmemMax;
-  }
-  return size_t(bytes);
-}
 
 bool is_k13_set(const std::vector<int64_t>& kernels, const std::vector<int64_t>& dilations) {
   if (int(kernels.size()) != Set::kCount || dilations.size() != kernels.size()) return false;
@@ -61,7 +51,7 @@ bool dilated_branches_fused_supported(const Shape& x_shape, DType dtype, const s
   for (int64_t v : x_shape)
     if (v < 1 || v > INT_MAX) return false;
   if (x_shape[0] * x_shape[1] * x_shape[2] > INT_MAX) return false;
-  return dwconv::branches_supported<Set>(union_shape(x_shape), smem_limit());
+  return dwconv::branches_supported<Set>(union_shape(x_shape), depthwise_smem_limit());
 }
 
 void dilated_branches_forward_fused(const std::vector<Tensor>& zs, const Tensor& x, const std::vector<Tensor>& ws) {
@@ -72,7 +62,7 @@ void dilated_branches_forward_fused(const std::vector<Tensor>& zs, const Tensor&
     dwconv::BranchOut<T> out{};
     for (size_t b = 0; b < zs.size(); ++b) out.p[b] = zs[b].data<T>();
     CUDA_CHECK((dwconv::branches_forward<Set, T>(out, x.data<T>(), inputs_of<T>(ws), g, workspace.data<float>(),
-                                                 stream(), smem_limit())));
+                                                 stream(), depthwise_smem_limit())));
   });
   UNIREP_PROFILE_MARK();  // the launchers report errors as codes (the playground shares them)
 }
@@ -84,7 +74,7 @@ void dilated_branches_backward_input_fused(const Tensor& dx, const std::vector<T
   dispatch_storage(dx.dtype(), [&](auto tag) {
     using T = decltype(tag);
     CUDA_CHECK((dwconv::branches_input_grad<Set, T>(dx.data<T>(), inputs_of<T>(dzs), inputs_of<T>(ws), g,
-                                                    workspace.data<float>(), stream(), smem_limit())));
+                                                    workspace.data<float>(), stream(), depthwise_smem_limit())));
   });
   UNIREP_PROFILE_MARK();
 }

@@ -20,6 +20,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
+#include "core/cuda/vec.cuh"
 #include "core/ops/elementwise.h"
 #include "core/ops/gelu_grn.h"
 #include "core/ops/math.h"
@@ -40,16 +41,6 @@ template <class T, int VEC, int kInputs>
 constexpr int kUnrollFor = std::min(kMaxUnroll, std::max(1, 64 / int(sizeof(T) * VEC * kInputs)));
 constexpr int64_t kTargetBlocks = 1024;   // about 2.6 waves of 3 blocks on each of an H100's 132 SMs
 
-template <class T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
-template <class T, int VEC> __device__ __forceinline__ Pack<T, VEC> load(const T* p) {
-  return *reinterpret_cast<const Pack<T, VEC>*>(p);
-}
-template <class T, int VEC> __device__ __forceinline__ void store(T* p, const Pack<T, VEC>& v) {
-  *reinterpret_cast<Pack<T, VEC>*>(p) = v;
-}
 
 struct Geometry {
   int64_t nvec = 1;     // channel vectors per row: F / VEC
@@ -141,12 +132,12 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     const int64_t step = int64_t(g.rpi) * F;
     for (int64_t r = l.r0 + l.ro; r < l.r1; r += int64_t(g.rpi) * kUnroll) {
       const int64_t e = (l.n * s.positions + r) * F + l.cv * VEC;
-      Pack<T, VEC> x[kUnroll], d[kUnroll];
+      VecOf<T, VEC> x[kUnroll], d[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
         if (r + int64_t(u) * g.rpi < l.r1) {
-          x[u] = load<T, VEC>(h + e + u * step);
-          if constexpr (kBackward) d[u] = load<T, VEC>(dy + e + u * step);
+          x[u] = load_vec<T, VEC>(h + e + u * step);
+          if constexpr (kBackward) d[u] = load_vec<T, VEC>(dy + e + u * step);
         }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
@@ -226,18 +217,18 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int64_t step = int64_t(g.rpi) * F;
   for (int64_t r = l.r0 + l.ro; r < l.r1; r += int64_t(g.rpi) * kUnroll) {
     const int64_t e = (l.n * s.positions + r) * F + l.cv * VEC;
-    Pack<T, VEC> x[kUnroll];
+    VecOf<T, VEC> x[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
-      if (r + int64_t(u) * g.rpi < l.r1) x[u] = load<T, VEC>(h + e + u * step);
+      if (r + int64_t(u) * g.rpi < l.r1) x[u] = load_vec<T, VEC>(h + e + u * step);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
       if (r + int64_t(u) * g.rpi < l.r1) {
-        Pack<T, VEC> o;
+        VecOf<T, VEC> o;
 #pragma unroll
         for (int j = 0; j < VEC; ++j)
           o.v[j] = static_cast<T>(ew::gelu(static_cast<acc>(x[u].v[j])) * sc[j] + shift[j]);
-        store<T, VEC>(out + e + u * step, o);
+        store_vec<T, VEC>(out + e + u * step, o);
       }
   }
 }
@@ -310,36 +301,26 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int64_t step = int64_t(g.rpi) * F;
   for (int64_t r = l.r0 + l.ro; r < l.r1; r += int64_t(g.rpi) * kUnroll) {
     const int64_t e = (l.n * s.positions + r) * F + l.cv * VEC;
-    Pack<T, VEC> x[kUnroll], d[kUnroll];
+    VecOf<T, VEC> x[kUnroll], d[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
       if (r + int64_t(u) * g.rpi < l.r1) {
-        x[u] = load<T, VEC>(h + e + u * step);
-        d[u] = load<T, VEC>(dy + e + u * step);
+        x[u] = load_vec<T, VEC>(h + e + u * step);
+        d[u] = load_vec<T, VEC>(dy + e + u * step);
       }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
       if (r + int64_t(u) * g.rpi < l.r1) {
-        Pack<T, VEC> o;
+        VecOf<T, VEC> o;
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           const acc xv = static_cast<acc>(x[u].v[j]);
           const acc dz = static_cast<acc>(d[u].v[j]) * sc[j] + ew::gelu(xv) * k[j];
           o.v[j] = static_cast<T>(dz * ew::gelu_grad(xv));
         }
-        store<T, VEC>(dh + e + u * step, o);
+        store_vec<T, VEC>(dh + e + u * step, o);
       }
   }
-}
-
-template <class T> constexpr int kVec = int(16 / sizeof(T));
-
-// 16-byte vectors along F: every row starts aligned and every pointer is.
-template <class T> bool vectorisable(int64_t F, std::initializer_list<const Tensor*> tensors) {
-  if (F % kVec<T> != 0) return false;
-  for (const Tensor* t : tensors)
-    if (t->defined() && reinterpret_cast<uintptr_t>(t->data<T>()) % 16 != 0) return false;
-  return true;
 }
 
 template <class T, class P, int VEC>
@@ -413,10 +394,9 @@ void gelu_grn_forward(const Tensor& out, const Tensor& norm, const Tensor& h, co
     using T = scalar_t;
     with_norm_param<T>(gamma.dtype(), [&](auto p) {
       using P = typename decltype(p)::type;
-      if (vectorisable<T>(s.channels, {&out, &h}))
-        forward_impl<T, P, kVec<T>>(out, norm, h, gamma, beta, s, scale);
-      else
-        forward_impl<T, P, 1>(out, norm, h, gamma, beta, s, scale);
+      with_vector_width<T>(s.channels, {&out, &h}, [&](auto vec) {
+        forward_impl<T, P, decltype(vec)::value>(out, norm, h, gamma, beta, s, scale);
+      });
     });
   });
 }
@@ -427,10 +407,9 @@ void gelu_grn_apply(const Tensor& out, const Tensor& h, const Tensor& scale, con
     using T = scalar_t;
     with_norm_param<T>(beta.defined() ? beta.dtype() : h.dtype(), [&](auto p) {
       using P = typename decltype(p)::type;
-      if (vectorisable<T>(s.channels, {&out, &h}))
-        apply_impl<T, P, kVec<T>>(out, h, scale, beta, s);
-      else
-        apply_impl<T, P, 1>(out, h, scale, beta, s);
+      with_vector_width<T>(s.channels, {&out, &h}, [&](auto vec) {
+        apply_impl<T, P, decltype(vec)::value>(out, h, scale, beta, s);
+      });
     });
   });
 }
@@ -446,10 +425,9 @@ void gelu_grn_backward(const Tensor& dh, const Tensor& dgamma, const Tensor& dbe
     using T = scalar_t;
     with_norm_param<T>(gamma.dtype(), [&](auto p) {
       using P = typename decltype(p)::type;
-      if (vectorisable<T>(s.channels, {&dh, &dy, &h}))
-        backward_impl<T, P, kVec<T>>(dh, dgamma, dbeta, dy, h, norm, gamma, s);
-      else
-        backward_impl<T, P, 1>(dh, dgamma, dbeta, dy, h, norm, gamma, s);
+      with_vector_width<T>(s.channels, {&dh, &dy, &h}, [&](auto vec) {
+        backward_impl<T, P, decltype(vec)::value>(dh, dgamma, dbeta, dy, h, norm, gamma, s);
+      });
     });
   });
 }

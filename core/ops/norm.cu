@@ -35,6 +35,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/context.h"
+#include "core/cuda/vec.cuh"
 #include "core/ops/math.h"
 #include "core/ops/norm.h"
 
@@ -51,7 +52,6 @@ template <class T> T* opt_mut(const Tensor& t) { return t.defined() ? t.data<T>(
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 unsigned grid_stride_blocks(int64_t n) { return std::min<unsigned>(blocks_for(n), 132u * 16u); }
 bool fits_int32(int64_t n) { return n < (int64_t(1) << 31); }
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <class acc> __device__ __forceinline__ acc warp_sum(acc v) {
 #pragma unroll
@@ -61,25 +61,18 @@ template <class acc> __device__ __forceinline__ acc warp_sum(acc v) {
 
 // ---------------------------------------------------------------- vectors
 
-template <class T> constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte vector
-
-// V consecutive elements moved by one load/store (16 bytes when V = kVec<T>).
-template <class T, int V> struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <class T, int V> __device__ __forceinline__ Pack<T, V> load_raw(const T* p) {
-  Pack<T, V> pk;
+template <class T, int V> __device__ __forceinline__ VecOf<T, V> load_raw(const T* p) {
+  VecOf<T, V> pk;
   if constexpr (sizeof(pk) == 16) {
     const uint4 bits = *reinterpret_cast<const uint4*>(p);  // one 128-bit load whatever T is
     memcpy(&pk, &bits, 16);
   } else {
-    pk = *reinterpret_cast<const Pack<T, V>*>(p);
+    pk = *reinterpret_cast<const VecOf<T, V>*>(p);
   }
   return pk;
 }
 
-template <class acc, class T, int V> __device__ __forceinline__ void unpack(const Pack<T, V>& pk, acc (&out)[V]) {
+template <class acc, class T, int V> __device__ __forceinline__ void unpack(const VecOf<T, V>& pk, acc (&out)[V]) {
 #pragma unroll
   for (int i = 0; i < V; ++i) out[i] = static_cast<acc>(pk.v[i]);
 }
@@ -89,7 +82,7 @@ template <class acc, class T, int V> __device__ __forceinline__ void load_pack(c
 }
 
 template <class T, class acc, int V> __device__ __forceinline__ void store_pack(T* p, const acc (&in)[V]) {
-  Pack<T, V> pk;
+  VecOf<T, V> pk;
 #pragma unroll
   for (int i = 0; i < V; ++i) pk.v[i] = static_cast<T>(in[i]);
   if constexpr (sizeof(pk) == 16) {
@@ -97,7 +90,7 @@ template <class T, class acc, int V> __device__ __forceinline__ void store_pack(
     memcpy(&bits, &pk, 16);
     *reinterpret_cast<uint4*>(p) = bits;
   } else {
-    *reinterpret_cast<Pack<T, V>*>(p) = pk;
+    *reinterpret_cast<VecOf<T, V>*>(p) = pk;
   }
 }
 
@@ -365,10 +358,7 @@ void channel_sums(NormShape s, DType acc_dtype, Device device, F f, Fin fin) {
                                                                          part.data<acc>());
       CUDA_CHECK_LAUNCH();
     };
-    const auto ptrs = f.data();
-    const bool vec = C % kVec<T> == 0 && std::all_of(ptrs.begin(), ptrs.end(), aligned16);
-    if (vec) launch(std::integral_constant<int, kVec<T>>());
-    else launch(std::integral_constant<int, 1>());
+    with_vector_width<T>(C, f.data(), launch);
   } else if (npos > 0) {
     nsplit = std::max<int64_t>(1, std::min<int64_t>({kTargetBlocks / C, ceil_div(npos, kThreads * 4), 65535}));
     per_split = ceil_div(npos, nsplit);
@@ -598,7 +588,7 @@ __global__ void __launch_bounds__(kThreads)
     scale[i] = w ? invstd[c + i] * static_cast<acc>(w[c + i]) : invstd[c + i];
     shift[i] = b ? static_cast<acc>(b[c + i]) : acc(0);
   }
-  Pack<T, V> xs[kUnroll];  // raw, converted after the loads are issued
+  VecOf<T, V> xs[kUnroll];  // raw, converted after the loads are issued
   walk_rows(
       rows, C, c, rs, ry, [&](uint32_t e, int j) { xs[j] = load_raw<T, V>(x + e); },
       [&](uint32_t e, int j) {
@@ -636,7 +626,7 @@ __global__ void __launch_bounds__(kThreads)
       k2[i] = is * is * s2[c + i] * scale_n;
     }
   }
-  Pack<T, V> dys[kUnroll], xs[kUnroll];  // raw, converted after the loads are issued
+  VecOf<T, V> dys[kUnroll], xs[kUnroll];  // raw, converted after the loads are issued
   walk_rows(
       rows, C, c, rs, ry,
       [&](uint32_t e, int j) {
@@ -669,9 +659,7 @@ bool launch_rows(NormShape s, std::initializer_list<const void*> ptrs, const L& 
         1, std::min<int64_t>({ceil_div(s.outer, int64_t(g.rs)), kTargetBlocks / g.ctiles, 65535}));
     launch(vec, dim3(static_cast<unsigned>(g.ctiles), static_cast<unsigned>(row_blocks)), g);
   };
-  const bool vec = s.channels % kVec<T> == 0 && std::all_of(ptrs.begin(), ptrs.end(), aligned16);
-  if (vec) go(std::integral_constant<int, kVec<T>>());
-  else go(std::integral_constant<int, 1>());
+  with_vector_width<T>(s.channels, ptrs, go);
   return true;
 }
 

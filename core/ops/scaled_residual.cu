@@ -112,24 +112,11 @@ __global__ void sum_partials_kernel(P* dgamma, const acc* partial, uint32_t nspl
   }
 }
 
-bool aligned16(const Tensor& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
 template <class T, class P>
 Factor<acc_t<T>, P> factor_of(const Tensor& gamma, const ResidualScale& s, int64_t C) {
   using acc = acc_t<T>;
   return {gamma.defined() ? gamma.data<P>() : nullptr, s.drop, s.seed, s.offset, s.p, static_cast<acc>(s.keep_scale),
           uint32_t(s.per_sample), uint32_t(C)};
-}
-
-// f<V>() with V = 16 bytes of T when every channel row is whole vectors and the tensors are aligned, else V = 1.
-template <class T, class F> void with_vector_width(int64_t C, std::initializer_list<const Tensor*> ts, const F& f) {
-  constexpr int V = 16 / int(sizeof(T));
-  bool vector = C % V == 0;
-  for (const Tensor* t : ts) vector = vector && aligned16(*t);
-  if (vector)
-    f(std::integral_constant<int, V>());
-  else
-    f(std::integral_constant<int, 1>());
 }
 
 void check_32bit(const Tensor& t, const char* op) {
