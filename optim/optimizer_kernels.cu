@@ -87,11 +87,11 @@ __global__ void adamw_multi_kernel(const __grid_constant__ AdamWTable table) {
   float* m = t.ptr[2][k];
   float* v = t.ptr[3][k];
   const AdamWUpdate f = table.functors[t.functor[k]];
-  Chunk c = chunk_of(t, k, Pack<float>::kWidth);
-  for (int64_t i = c.begin + Pack<float>::kWidth * threadIdx.x; i < c.packed_end; i += Pack<float>::kWidth * blockDim.x) {
+  Chunk c = chunk_of(t, k, kVec<float>);
+  for (int64_t i = c.begin + kVec<float> * threadIdx.x; i < c.packed_end; i += kVec<float> * blockDim.x) {
     Pack<float> pp = load_pack(p + i), gp = load_pack(g + i), mp = load_pack(m + i), vp = load_pack(v + i);
 #pragma unroll
-    for (int e = 0; e < Pack<float>::kWidth; ++e) f(pp.v[e], gp.v[e], mp.v[e], vp.v[e]);
+    for (int e = 0; e < kVec<float>; ++e) f(pp.v[e], gp.v[e], mp.v[e], vp.v[e]);
     store_pack(p + i, pp);
     store_pack(m + i, mp);
     store_pack(v + i, vp);
@@ -103,17 +103,17 @@ template <class T> __global__ void unscale_multi_kernel(const __grid_constant__ 
   using acc = acc_t<T>;
   int k = t.tensor_of(int32_t(blockIdx.x));
   T* g = t.ptr[0][k];
-  Chunk c = chunk_of(t, k, Pack<T>::kWidth);
+  Chunk c = chunk_of(t, k, kVec<T>);
   bool any = false;
   auto unscale = [&](T& x) {
     acc v = static_cast<acc>(x);
     if (!isfinite(v)) any = true;
     x = static_cast<T>(v * acc(inv_scale));
   };
-  for (int64_t i = c.begin + Pack<T>::kWidth * threadIdx.x; i < c.packed_end; i += Pack<T>::kWidth * blockDim.x) {
+  for (int64_t i = c.begin + kVec<T> * threadIdx.x; i < c.packed_end; i += kVec<T> * blockDim.x) {
     Pack<T> x = load_pack(g + i);
 #pragma unroll
-    for (int e = 0; e < Pack<T>::kWidth; ++e) unscale(x.v[e]);
+    for (int e = 0; e < kVec<T>; ++e) unscale(x.v[e]);
     store_pack(g + i, x);
   }
   for (int64_t i = c.packed_end + threadIdx.x; i < c.end; i += blockDim.x) unscale(g[i]);
@@ -124,12 +124,12 @@ template <class T> __global__ void unscale_multi_kernel(const __grid_constant__ 
 __global__ void sum_squares_multi_kernel(const __grid_constant__ GradTable<float> t, float* partial) {
   int k = t.tensor_of(int32_t(blockIdx.x));
   const float* x = t.ptr[0][k];
-  Chunk c = chunk_of(t, k, Pack<float>::kWidth);
+  Chunk c = chunk_of(t, k, kVec<float>);
   float a = 0.0f;
-  for (int64_t i = c.begin + Pack<float>::kWidth * threadIdx.x; i < c.packed_end; i += Pack<float>::kWidth * blockDim.x) {
+  for (int64_t i = c.begin + kVec<float> * threadIdx.x; i < c.packed_end; i += kVec<float> * blockDim.x) {
     Pack<float> xp = load_pack(x + i);
 #pragma unroll
-    for (int e = 0; e < Pack<float>::kWidth; ++e) a += xp.v[e] * xp.v[e];
+    for (int e = 0; e < kVec<float>; ++e) a += xp.v[e] * xp.v[e];
   }
   for (int64_t i = c.packed_end + threadIdx.x; i < c.end; i += blockDim.x) a += x[i] * x[i];
   a = block_sum(a);
@@ -140,11 +140,11 @@ __global__ void clip_multi_kernel(const __grid_constant__ GradTable<float> t, co
   float coef = fminf(1.0f, max_norm / (*total + 1e-6f));
   int k = t.tensor_of(int32_t(blockIdx.x));
   float* x = t.ptr[0][k];
-  Chunk c = chunk_of(t, k, Pack<float>::kWidth);
-  for (int64_t i = c.begin + Pack<float>::kWidth * threadIdx.x; i < c.packed_end; i += Pack<float>::kWidth * blockDim.x) {
+  Chunk c = chunk_of(t, k, kVec<float>);
+  for (int64_t i = c.begin + kVec<float> * threadIdx.x; i < c.packed_end; i += kVec<float> * blockDim.x) {
     Pack<float> xp = load_pack(x + i);
 #pragma unroll
-    for (int e = 0; e < Pack<float>::kWidth; ++e) xp.v[e] *= coef;
+    for (int e = 0; e < kVec<float>; ++e) xp.v[e] *= coef;
     store_pack(x + i, xp);
   }
   for (int64_t i = c.packed_end + threadIdx.x; i < c.end; i += blockDim.x) x[i] *= coef;

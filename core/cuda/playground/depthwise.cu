@@ -29,21 +29,14 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda/playground/common.cuh"
 #include "core/cuda/playground/depthwise_v2.cuh"
 #include "core/ops/depthwise_conv_kernels.cuh"
 #include "core/ops/depthwise_conv_wgrad.cuh"
 
 using unirep::bf16;
 namespace dwc = unirep::cuda::dwconv;
-
-#define CHECK(expr)                                                                               \
-  do {                                                                                            \
-    cudaError_t e_ = (expr);                                                                      \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #expr); \
-      std::exit(2);                                                                               \
-    }                                                                                             \
-  } while (0)
+using namespace playground;
 
 struct Conv {
   int N, H, W, C, k, d;
@@ -165,34 +158,6 @@ __global__ void v1_weight_partial(float* partial, const T* dy, const T* x, const
 
 // ---------------------------------------------------------------- device buffers and runners
 
-template <class T> struct Buf {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Buf(size_t count) : n(count) { CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
-  ~Buf() { cudaFree(p); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-};
-
-template <class T> void upload(Buf<T>& b, const std::vector<double>& v) {
-  std::vector<T> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = T(float(v[i]));
-  CHECK(cudaMemcpy(b.p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-}
-template <class T> std::vector<double> download(const Buf<T>& b) {
-  std::vector<T> h(b.n);
-  CHECK(cudaMemcpy(h.data(), b.p, h.size() * sizeof(T), cudaMemcpyDeviceToHost));
-  std::vector<double> v(h.size());
-  for (size_t i = 0; i < h.size(); ++i) v[i] = double(float(h[i]));
-  return v;
-}
-// Values as the device sees them (rounded to T), so the reference works on the same inputs.
-template <class T> std::vector<double> rounded(const std::vector<double>& v) {
-  std::vector<double> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = double(float(T(float(v[i]))));
-  return r;
-}
-
 enum Pass { kForward, kInputGrad, kWeightGrad };
 const char* pass_name(int p) { return p == kForward ? "fwd" : p == kInputGrad ? "dgrad" : "wgrad"; }
 
@@ -284,29 +249,9 @@ template <class T> void fill_inputs(Problem<T>& P, std::mt19937& rng, std::vecto
   upload(P.w_rsc, rsc);
 }
 
-// Timing inputs: a hash of the index mapped to [-1, 1) (no host generation for the large shapes).
-template <class T> __global__ void fill_hash(T* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    p[i] = T(scale * (float(h >> 8) * (2.0f / 16777216.0f) - 1.0f));
-  }
-}
-
 template <class T> void fill_device(Buf<T>& b, uint32_t seed, float scale) {
   fill_hash<T><<<dwc::grid_1d(int64_t(b.n)), 256>>>(b.p, b.n, seed, scale);
   CHECK(cudaGetLastError());
-}
-
-double rel_error(const std::vector<double>& a, const std::vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i] - ref[i]) * (a[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
 }
 
 // ---------------------------------------------------------------- correctness
@@ -341,28 +286,6 @@ template <class T> bool check_shape(const Conv& cv, int version, double tol, con
 }
 
 // ---------------------------------------------------------------- timing
-
-// Median time of f() (launches on the default stream) over reps runs after one warm-up.
-template <class F> double median_ms_of(const F& f, int reps) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  f();
-  std::vector<float> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK(cudaEventRecord(a));
-    f();
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CHECK(cudaEventDestroy(a));
-  CHECK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 template <class T> double median_ms(Problem<T>& P, int version, int pass, int reps) {
   return median_ms_of([&] { run(P, version, pass, true); }, reps);

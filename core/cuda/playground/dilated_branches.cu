@@ -20,21 +20,14 @@
 #include <random>
 #include <vector>
 
+#include "core/cuda/playground/common.cuh"
 #include "core/ops/dilated_branches_kernels.cuh"
 
 using unirep::bf16;
 namespace dwc = unirep::cuda::dwconv;
+using namespace playground;
 using Set = dwc::K13Branches;
 constexpr int NB = Set::kCount;
-
-#define CHECK(expr)                                                                               \
-  do {                                                                                            \
-    cudaError_t e_ = (expr);                                                                      \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #expr); \
-      std::exit(2);                                                                               \
-    }                                                                                             \
-  } while (0)
 
 struct Image {
   int N, H, W, C;
@@ -72,46 +65,10 @@ void cpu_branch(std::vector<double>* z, std::vector<double>* dx, const std::vect
 
 // ---------------------------------------------------------------- device buffers
 
-template <class T> struct Buf {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Buf(size_t count) : n(count) { CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
-  ~Buf() { cudaFree(p); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-};
-
-template <class T> void upload(Buf<T>& b, const std::vector<double>& v) {
-  std::vector<T> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = T(float(v[i]));
-  CHECK(cudaMemcpy(b.p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-}
-template <class T> std::vector<double> download(const T* p, size_t n) {
-  std::vector<T> h(n);
-  CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-  std::vector<double> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = double(float(h[i]));
-  return v;
-}
-template <class T> std::vector<double> rounded(std::vector<double> v) {
-  for (double& e : v) e = double(float(T(float(e))));
-  return v;
-}
-
 // out = a + b (the engine's gradient accumulation between branches).
 template <class T> __global__ void add_kernel(T* out, const T* a, const T* b, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     out[i] = T(float(a[i]) + float(b[i]));
-}
-
-template <class T> __global__ void fill_hash(T* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    p[i] = T(scale * (float(h >> 8) * (2.0f / 16777216.0f) - 1.0f));
-  }
 }
 
 // x, the six weights, six z, six dz, dx, the separate path's partial dx and sums, workspaces.
@@ -179,15 +136,6 @@ template <class T> void run(Problem<T>& P, int version, int pass) {
   }
 }
 
-double rel_error(const std::vector<double>& a, const std::vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i] - ref[i]) * (a[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
-
 template <class T> bool check_shape(const Image& im, int version, double tol, const char* dtype) {
   const dwc::Shape gu = dwc::branch_union_shape<Set>(im.N, im.H, im.W, im.C);
   if (!dwc::branches_supported<Set>(gu)) {
@@ -233,24 +181,7 @@ template <class T> bool check_shape(const Image& im, int version, double tol, co
 }
 
 template <class T> double median_ms(Problem<T>& P, int version, int pass, int reps) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  run(P, version, pass);
-  std::vector<float> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK(cudaEventRecord(a));
-    run(P, version, pass);
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CHECK(cudaEventDestroy(a));
-  CHECK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median_ms_of([&] { run(P, version, pass); }, reps);
 }
 
 int main() {
