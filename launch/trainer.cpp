@@ -169,15 +169,12 @@ EvalMetrics evaluate(UniRepLKNet& model, const TrainConfig& c, const DataSetup& 
   NoGradGuard no_grad;
   double loss_sum = 0;
   int64_t top1 = 0, top5 = 0, images = 0;
+  // The parameters do not change while evaluating: one cast of them serves every batch.
+  AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+  AutocastWeightCache weights(model.parameters());
   while (const Batch* batch = loader.next()) {
     Tensor x = batch->images.slice(0, 0, batch->size), y = batch->labels.slice(0, 0, batch->size);
-    Tensor logits;
-    {
-      AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
-      AutocastWeightCache weights(model.parameters());
-      logits = model.forward(x);
-    }
-    logits = cast(logits, DType::Float32);
+    const Tensor logits = cast(model.forward(x), DType::Float32);
     const std::vector<float> l = logits.to_vector<float>();
     const std::vector<int64_t> labels = y.to_vector<int64_t>();
     const int64_t k = logits.size(1);

@@ -2,6 +2,8 @@
 // per branch (CPU or CUDA), the input gradients summed into dx in branch order.
 #include "core/ops/dilated_branches.h"
 
+#include "core/ops/elementwise.h"
+
 namespace unirep {
 
 namespace {
@@ -48,7 +50,7 @@ void dilated_branches_backward_input(const Tensor& dx, const std::vector<Tensor>
     }
     if (!part.defined()) part = Tensor::empty(dx.shape(), dx.dtype(), dx.device());
     conv2d_backward_input(part, dzs[i], ws[i], g);
-    Tensor(dx).add_(part);
+    elementwise(dx, ew::Add{}, dx, part);
   }
 }
 
