@@ -26,20 +26,27 @@ size_t round_cuda_size(size_t n) {
   return (n + r - 1) / r * r;
 }
 
+// The pool (0: the shared cache) this thread's device allocations come from (CudaPoolScope).
+thread_local int64_t tls_pool = 0;
+
 // Best-fit cache of freed device blocks. A cached block is reused for a request up to 25% smaller
-// (small) or 2 MiB smaller (large), which bounds the waste while keeping the pools few.
+// (small) or 2 MiB smaller (large), which bounds the waste while keeping the pools few. Blocks of a
+// private pool (a captured CUDA graph's) go back to that pool's free list, never to the shared one.
 class CudaCache {
  public:
   void* allocate(size_t nbytes, int device) {
     size_t size = round_cuda_size(nbytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.lower_bound(size);
+    const int64_t pool = tls_pool;
+    UNIREP_CHECK(pool == 0 || pools_.count(pool), "CUDA allocator: pool ", pool, " was released");
+    std::multimap<size_t, void*>& free_list = pool == 0 ? free_ : pools_[pool];
+    auto it = free_list.lower_bound(size);
     size_t slack = size < kSmallLimit ? size / 4 : 2 * kLargeRound;
-    if (it != free_.end() && it->first <= size + slack) {
+    if (it != free_list.end() && it->first <= size + slack) {
       void* p = it->second;
-      live_[p] = it->first;
+      live_[p] = {it->first, pool};
       stats_.allocated_bytes += int64_t(it->first);
-      free_.erase(it);
+      free_list.erase(it);
       note_peak();
       return p;
     }
@@ -63,7 +70,7 @@ class CudaCache {
     ++stats_.cuda_malloc_calls;
     stats_.reserved_bytes += int64_t(size);
     stats_.allocated_bytes += int64_t(size);
-    live_[p] = size;
+    live_[p] = {size, pool};
     note_peak();
     return p;
   }
@@ -72,9 +79,28 @@ class CudaCache {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = live_.find(p);
     if (it == live_.end()) return;
-    stats_.allocated_bytes -= int64_t(it->second);
-    free_.emplace(it->second, p);
+    const auto [size, pool] = it->second;
+    stats_.allocated_bytes -= int64_t(size);
+    (pool == 0 ? free_ : pools_[pool]).emplace(size, p);
     live_.erase(it);
+  }
+
+  int64_t create_pool() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t id = ++last_pool_;
+    pools_[id];
+    return id;
+  }
+
+  // The pool's blocks join the shared cache: its free ones now, its live ones when released.
+  void release_pool(int64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = pools_.find(id);
+    if (it == pools_.end()) return;
+    free_.insert(it->second.begin(), it->second.end());
+    pools_.erase(it);
+    for (auto& [p, block] : live_)
+      if (block.pool == id) block.pool = 0;
   }
 
   void empty_cache() {
@@ -105,9 +131,15 @@ class CudaCache {
     free_.clear();
   }
 
+  struct Block {
+    size_t size;
+    int64_t pool;
+  };
   std::mutex mutex_;
   std::multimap<size_t, void*> free_;
-  std::unordered_map<void*, size_t> live_;
+  std::map<int64_t, std::multimap<size_t, void*>> pools_;  // private pools' free blocks
+  int64_t last_pool_ = 0;
+  std::unordered_map<void*, Block> live_;
   CudaAllocatorStats stats_;
 };
 
@@ -202,6 +234,12 @@ void device_free(void* ptr, size_t nbytes, Device device) {
   }
   cache_for(device.index).release(ptr);
 }
+
+int64_t cuda_create_pool(int device) { return cache_for(device).create_pool(); }
+void cuda_release_pool(int device, int64_t pool) { cache_for(device).release_pool(pool); }
+
+CudaPoolScope::CudaPoolScope(int64_t pool) : previous_(tls_pool) { tls_pool = pool; }
+CudaPoolScope::~CudaPoolScope() { tls_pool = previous_; }
 
 CudaAllocatorStats cuda_allocator_stats(int device) { return cache_for(device).stats(); }
 void cuda_reset_peak_stats(int device) { cache_for(device).reset_peak(); }

@@ -26,7 +26,26 @@ struct CudaAllocatorStats {
 };
 CudaAllocatorStats cuda_allocator_stats(int device = 0);
 void cuda_reset_peak_stats(int device = 0);
-// Returns every cached (unused) block to the driver.
+// Returns every cached (unused) block of the shared cache to the driver.
 void cuda_empty_cache(int device = 0);
+
+// Private pools, for captured CUDA graphs: a graph replays into the addresses its capture was given,
+// so no other tensor may hold them between replays. While a CudaPoolScope is open, this thread's
+// allocations on any device come from the pool (its freed blocks, else new cudaMalloc'd ones), and a
+// pool's blocks, freed at any time, go back to the pool. cuda_release_pool (after the graph is
+// destroyed and its last replay has finished) hands them to the shared cache. A pool id belongs to
+// one device.
+int64_t cuda_create_pool(int device);
+void cuda_release_pool(int device, int64_t pool);
+class CudaPoolScope {
+ public:
+  explicit CudaPoolScope(int64_t pool);
+  ~CudaPoolScope();
+  CudaPoolScope(const CudaPoolScope&) = delete;
+  CudaPoolScope& operator=(const CudaPoolScope&) = delete;
+
+ private:
+  int64_t previous_;
+};
 
 }  // namespace unirep

@@ -426,6 +426,7 @@ Schema schema_of(TrainConfig& c) {
   s.choice("device", c.train.device, {"auto", "cpu", "cuda"});
   s.integer("eval_every_epochs", c.train.eval_every_epochs, at_least(0));
   s.integer("threads", c.train.threads, at_least(0));
+  s.choice("cuda_graph", c.train.cuda_graph, {"auto", "off"});
 
   s.section("ema");
   s.boolean("enabled", c.ema.enabled);

@@ -94,6 +94,7 @@ struct TrainConfig {
     std::string device = "auto";                     // auto|cpu|cuda
     int64_t eval_every_epochs = 1;                   // evaluation period; 0 = only at the end
     int64_t threads = 0;                             // CPU compute threads; 0 = all cores
+    std::string cuda_graph = "auto";                 // auto|off: replay the GPU step as a CUDA graph
     bool operator==(const Train&) const = default;
   };
   struct Ema {

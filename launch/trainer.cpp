@@ -17,6 +17,7 @@
 #include "autograd/autocast_weight_cache.h"
 #include "autograd/ops.h"
 #include "core/cuda/context.h"
+#include "core/cuda/graph.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/hdf5_util.h"
@@ -490,6 +491,102 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     }
   };
 
+  // The step as a CUDA graph (train.cuda_graph auto; core/cuda/graph.h): once this process has run
+  // kStepsBeforeCapture steps eagerly (lazy state, cuDNN plans and the allocator's cache are then in
+  // place), one step is captured reading its batch from fixed buffers; from then on every step
+  // copies its batch there, restages the optimizer's step values (lr, weight decay, bias
+  // corrections) and replays. graph_blocker says why this run trains eagerly instead.
+  constexpr int64_t kStepsBeforeCapture = 2;
+  std::string graph_blocker;
+  if (c.train.cuda_graph == "off") graph_blocker = "train.cuda_graph is off";
+  else if (!device.is_cuda()) graph_blocker = "not on a GPU";
+  else if (reducer) graph_blocker = "a distributed run (the gradient all-reduce is not captured)";
+  else if (c.train.update_freq > 1) graph_blocker = "train.update_freq > 1";
+  else if (scaler.enabled()) graph_blocker = "float16 loss scaling (an overflowing step is skipped on the host)";
+  else if (!optimizer->replayable()) graph_blocker = "optimizer " + c.optimizer.name + " takes its step values as kernel arguments";
+  else if (c.model.drop_path_rate > 0) graph_blocker = "drop path draws new random numbers every step";
+  auto note_eager = [&] {
+    if (is_main) std::printf("note: the training step is not replayed as a CUDA graph (%s); training eagerly\n",
+                             graph_blocker.c_str());
+  };
+  if (device.is_cuda() && c.train.cuda_graph == "auto" && !graph_blocker.empty()) note_eager();
+  std::unique_ptr<cuda::Graph> step_graph;
+  Tensor graph_images, graph_labels, graph_soft, graph_loss;  // the captured step's inputs and loss
+  int64_t eager_steps = 0;
+
+  // Forward, backward and the optimizer step on one micro-batch's images and targets: the eager
+  // step's body, and the captured step's.
+  auto forward_backward = [&](const Tensor& images, const Tensor& labels, const Tensor& soft_targets, bool sync) {
+    Tensor loss;
+    {
+      AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
+      AutocastWeightCache weights(params);  // the forward's parameter casts in a few launches
+      Tensor logits = cast(model->forward(images), DType::Float32);
+      loss = mixing ? cross_entropy_soft(logits, soft_targets)
+                    : cross_entropy(logits, labels, -100, c.augment.label_smoothing);
+    }
+    Tensor backward_loss = c.train.update_freq > 1 ? loss * (1.0 / double(c.train.update_freq)) : loss;
+    if (reducer) reducer->prepare_for_backward(sync);
+    scaler.scale(backward_loss).backward();
+    return loss.detach();
+  };
+  auto optimizer_step = [&](double lr, double wd) {
+    const bool overflow = scaler.enabled() && scaler.unscale_and_check(params);
+    if (c.optimizer.clip_grad > 0 && !overflow) clip_grad_norm(params, c.optimizer.clip_grad);
+    if (!overflow) optimizer->step(lr, wd);
+    if (scaler.enabled()) scaler.update(overflow);
+    optimizer->zero_grad();
+    if (ema) ema->update(*model);
+  };
+  // Captures the step of this batch (the buffers filled already); on failure leaves the host state as
+  // it was (nothing ran on the device) and returns the reason.
+  auto capture_step = [&](double lr, double wd) -> std::string {
+    const int64_t optimizer_steps = optimizer->steps();
+    const uint64_t rng_offset = drop_path_gen.offset();
+    auto graph = std::make_unique<cuda::Graph>(device.index);
+    try {
+      graph->capture([&] {
+        graph_loss = forward_backward(graph_images, graph_labels, graph_soft, true);
+        optimizer_step(lr, wd);
+      });
+      UNIREP_CHECK(drop_path_gen.offset() == rng_offset, "the step draws random numbers");
+    } catch (const std::exception& e) {
+      graph_loss = Tensor();
+      optimizer->zero_grad();
+      optimizer->rewind_steps(optimizer_steps);
+      drop_path_gen.set_state(drop_path_gen.seed(), rng_offset);
+      return e.what();
+    }
+    step_graph = std::move(graph);
+    return "";
+  };
+
+  // The bookkeeping after an optimizer step; true when a stop signal ends the run here.
+  auto finish_step = [&](double lr) {
+    ++step;
+    ++window_steps;
+    if (step % c.logging.print_every_steps == 0 || step == total_steps) {
+      double mean_loss = window_loss.item() / double(window_steps * c.train.update_freq);
+      if (world > 1) mean_loss = all_reduce_sum(*comm, std::vector<double>{mean_loss})[0] / double(world);
+      const double window_seconds = seconds_since(window_start);
+      const double img_per_s = double(window_images) * double(world) / std::max(window_seconds, 1e-9);
+      const double elapsed = seconds_since(train_start);
+      const double eta = double(total_steps - step) * elapsed / double(std::max<int64_t>(step - steps_at_start, 1));
+      epoch_loss_sum += mean_loss * double(window_steps), epoch_loss_steps += window_steps;
+      metrics.write({{"kind", "step"}, {"epoch", epoch}, {"step", step}, {"loss", mean_loss}, {"lr", lr},
+                     {"img_per_s", img_per_s}, {"time", seconds_since(start)}});
+      if (is_main) progress.update(epoch, c.train.epochs, step, mean_loss, lr, img_per_s, eta);
+      window_loss = Tensor();
+      window_images = 0, window_steps = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps == 0 && step < total_steps)
+      save_step_checkpoint();
+    // At the last step a signal changes nothing: the run ends anyway (on every rank alike).
+    if (step < total_steps) stop_signal = int(comm->max_over_ranks(stop_signals.received()));
+    return stop_signal != 0;
+  };
+
   for (; step < total_steps; ++epoch) {
     if (loader.epoch() != epoch || loader.state().consumed == 0) {
       loader.set_epoch(epoch);
@@ -500,54 +597,42 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
     while (micro < micro_batches && step < total_steps) {
       const Batch* batch = loader.next();
       UNIREP_CHECK(batch != nullptr, "the train loader ended its epoch early (", micro, " of ", micro_batches, " batches)");
-      Tensor loss;
-      {
-        AutocastGuard autocast(low_precision.value_or(DType::Float32), low_precision.has_value());
-        AutocastWeightCache weights(params);  // the forward's parameter casts in a few launches
-        Tensor logits = cast(model->forward(batch->images), DType::Float32);
-        loss = mixing ? cross_entropy_soft(logits, batch->soft_targets)
-                      : cross_entropy(logits, batch->labels, -100, c.augment.label_smoothing);
-      }
-      Tensor backward_loss = c.train.update_freq > 1 ? loss * (1.0 / double(c.train.update_freq)) : loss;
-      if (reducer) reducer->prepare_for_backward(/*sync=*/(micro + 1) % c.train.update_freq == 0);
-      scaler.scale(backward_loss).backward();
-      window_loss = window_loss.defined() ? window_loss + loss.detach() : loss.detach();
       window_images += batch->size;
       trained_images += batch->size;
       ++micro;
-      if (micro % c.train.update_freq != 0) continue;
-      if (reducer) reducer->finish();
-
-      const double lr = lr_schedule.at(step), wd = wd_schedule.at(step);
-      const bool overflow = scaler.enabled() && scaler.unscale_and_check(params);
-      if (c.optimizer.clip_grad > 0 && !overflow) clip_grad_norm(params, c.optimizer.clip_grad);
-      if (!overflow) optimizer->step(lr, wd);
-      if (scaler.enabled()) scaler.update(overflow);
-      optimizer->zero_grad();
-      if (ema) ema->update(*model);
-      ++step;
-      ++window_steps;
-
-      if (step % c.logging.print_every_steps == 0 || step == total_steps) {
-        double mean_loss = window_loss.item() / double(window_steps * c.train.update_freq);
-        if (world > 1) mean_loss = all_reduce_sum(*comm, std::vector<double>{mean_loss})[0] / double(world);
-        const double window_seconds = seconds_since(window_start);
-        const double img_per_s = double(window_images) * double(world) / std::max(window_seconds, 1e-9);
-        const double elapsed = seconds_since(train_start);
-        const double eta = double(total_steps - step) * elapsed / double(std::max<int64_t>(step - steps_at_start, 1));
-        epoch_loss_sum += mean_loss * double(window_steps), epoch_loss_steps += window_steps;
-        metrics.write({{"kind", "step"}, {"epoch", epoch}, {"step", step}, {"loss", mean_loss}, {"lr", lr},
-                       {"img_per_s", img_per_s}, {"time", seconds_since(start)}});
-        if (is_main) progress.update(epoch, c.train.epochs, step, mean_loss, lr, img_per_s, eta);
-        window_loss = Tensor();
-        window_images = 0, window_steps = 0;
-        window_start = std::chrono::steady_clock::now();
+      if (graph_blocker.empty() && eager_steps >= kStepsBeforeCapture && batch->size == c.train.batch_size) {
+        const double lr = lr_schedule.at(step), wd = wd_schedule.at(step);
+        if (!step_graph) {
+          graph_images = Tensor::empty(batch->images.shape(), batch->images.dtype(), device);
+          graph_labels = Tensor::empty(batch->labels.shape(), batch->labels.dtype(), device);
+          if (mixing) graph_soft = Tensor::empty(batch->soft_targets.shape(), batch->soft_targets.dtype(), device);
+        }
+        graph_images.copy_(batch->images);
+        graph_labels.copy_(batch->labels);
+        if (mixing) graph_soft.copy_(batch->soft_targets);
+        if (!step_graph) {
+          graph_blocker = capture_step(lr, wd);  // counts and stages this step's optimizer values
+          if (!graph_blocker.empty()) note_eager();
+        } else {
+          optimizer->restage(lr, wd);
+        }
+        if (step_graph) {
+          step_graph->replay();
+          ++result.cuda_graph_steps;
+          window_loss = window_loss.defined() ? window_loss + graph_loss : graph_loss.clone();
+          if (finish_step(lr)) break;
+          continue;
+        }
       }
-      if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps == 0 && step < total_steps)
-        save_step_checkpoint();
-      // At the last step a signal changes nothing: the run ends anyway (on every rank alike).
-      if (step < total_steps) stop_signal = int(comm->max_over_ranks(stop_signals.received()));
-      if (stop_signal != 0) break;
+      const bool boundary = micro % c.train.update_freq == 0;
+      const Tensor loss = forward_backward(batch->images, batch->labels, batch->soft_targets, boundary);
+      window_loss = window_loss.defined() ? window_loss + loss : loss;
+      if (!boundary) continue;
+      if (reducer) reducer->finish();
+      const double lr = lr_schedule.at(step), wd = wd_schedule.at(step);
+      optimizer_step(lr, wd);
+      ++eager_steps;
+      if (finish_step(lr)) break;
     }
     if (stop_signal != 0) break;
     if (micro < micro_batches) break;  // max_steps reached mid-epoch
@@ -599,7 +684,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   result.train_images_per_second = train_seconds > 0 ? double(trained_images) * double(world) / train_seconds : 0;
   json summary = {{"steps", result.steps}, {"epochs", result.epochs_completed}, {"eval", metrics_json(last_eval)},
                   {"seconds", result.seconds}, {"train_images_per_second", result.train_images_per_second},
-                  {"device", device.str()}, {"world_size", world}, {"best_top1", best_top1}, {"best_step", best_step}};
+                  {"device", device.str()}, {"world_size", world}, {"best_top1", best_top1}, {"best_step", best_step},
+                  {"cuda_graph_steps", result.cuda_graph_steps}};
   if (last_ema_eval.images > 0) summary["ema_eval"] = metrics_json(last_ema_eval);
   if (is_main) write_file_atomically((fs::path(run_dir) / "result.json").string(), summary.dump(2) + "\n", "unirep train: ");
   return result;

@@ -15,6 +15,12 @@
 // step whose gradients overflowed is skipped (optim/grad_scaler.h). BatchNorm statistics move every
 // micro-batch, as upstream.
 //
+// On a GPU the step is replayed as a captured CUDA graph from the third step on when it can be
+// (train.cuda_graph auto: one rank, update_freq 1, AdamW, no float16 loss scaling, no drop path):
+// the same kernels on the same buffers, with the batch copied into the graph's input buffers and
+// the optimizer's per-step values restaged before each replay. For small models, whose eager step
+// is bound by the host's launch overhead, this is most of the speed (core/cuda/PERF.md).
+//
 // Determinism: with the same config, thread count and device, a run is a pure function of its seed:
 // the sampler order (Philox), each sample's augmentation (its own stream per seed, epoch and index),
 // mixup (its own stream per seed, epoch and batch), drop path (a Philox generator whose offset is
@@ -41,6 +47,7 @@ struct TrainResult {
   bool already_complete = false;  // resumed a run that had finished: nothing was trained
   int rank = 0, world_size = 1;   // this process in the data-parallel job (rank 0 logs and writes)
   int stop_signal = 0;  // the signal that stopped the run at step `steps` after a checkpoint, or 0
+  int64_t cuda_graph_steps = 0;  // steps of this process that were CUDA graph replays
 };
 
 // Trains per `config` in `run_dir` (created if needed). SIGTERM, SIGINT or SIGUSR1 stop it at the next

@@ -1,6 +1,7 @@
 #include "layers/basic.h"
 
 #include "autograd/checkpoint.h"
+#include "core/ops/copy.h"
 #include "distributed/sync_batch_norm.h"
 
 namespace unirep {
@@ -45,8 +46,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) : eps(ep
 
 bool BatchNorm2d::track_batch() {
   if (!training() || in_checkpoint_recompute()) return false;
-  NoGradGuard no_grad;
-  num_batches_tracked.fill_(double(++batches_));
+  increment_counter(num_batches_tracked);
   return true;
 }
 
@@ -73,8 +73,6 @@ Tensor batch_norm_branch_sum(const std::vector<Tensor>& xs, const std::vector<Ba
   }
   return batch_norm_branch_sum(xs, branches, training, sync);
 }
-
-void BatchNorm2d::on_state_loaded() { batches_ = int64_t(num_batches_tracked.item()); }
 
 LayerNorm::LayerNorm(int64_t channels, double eps, Format format) : eps(eps), format(format) {
   weight = Tensor::ones({channels}).requires_grad_();

@@ -28,7 +28,8 @@ class Linear : public Module {
 };
 
 // BatchNorm over the channel (last) dim of NHWC data, eps 1e-5 and momentum 0.1 by default.
-// num_batches_tracked counts training forwards, as in PyTorch (an int64 scalar buffer).
+// num_batches_tracked counts training forwards, as in PyTorch (an int64 scalar buffer, incremented
+// where it lives, so a captured training step's replays count too).
 // sync (set by convert_sync_batch_norm, distributed/sync_batch_norm.h; not owned): training
 // forwards take their statistics over all of its ranks; nullptr or a single rank: plain batch norm.
 class BatchNorm2d : public Module {
@@ -43,12 +44,6 @@ class BatchNorm2d : public Module {
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
   Communicator* sync = nullptr;
-
- protected:
-  void on_state_loaded() override;
-
- private:
-  int64_t batches_ = 0;
 };
 
 // LayerNorm over the channel dim, eps 1e-6. ChannelsLast normalises the last dim: the spec's

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/cuda/staged_upload.h"
 #include "optim/optimizer_kernels.h"
 
 namespace unirep {
@@ -58,16 +59,33 @@ std::vector<double> Optimizer::scheduled_weight_decay(double weight_decay) const
   return wd;
 }
 
-void Optimizer::run(double lr, const std::vector<double>& group_wd) {
+std::vector<double> Optimizer::count_step(double lr, const std::vector<double>& group_wd) {
   UNIREP_CHECK(lr >= 0, "Optimizer::step: lr must be >= 0, got ", lr);
   for (double wd : group_wd) UNIREP_CHECK(wd >= 0, "Optimizer::step: weight_decay must be >= 0, got ", wd);
   ++steps_;
+  std::vector<double> group_lr;
+  for (const ParamGroup& group : groups_) group_lr.push_back(lr * group.lr_scale);
+  return group_lr;
+}
+
+void Optimizer::restage(double lr, double weight_decay) {
+  UNIREP_CHECK(replayable(), "Optimizer::restage: this optimizer's kernels take their step values as arguments; "
+               "a captured step of it cannot be replayed");
+  const std::vector<double> group_wd = scheduled_weight_decay(weight_decay);
+  stage(count_step(lr, group_wd), group_wd);
+}
+
+void Optimizer::rewind_steps(int64_t steps) {
+  UNIREP_CHECK(steps >= 0 && steps <= steps_, "Optimizer::rewind_steps: ", steps, " is not in [0, ", steps_, "]");
+  steps_ = steps;
+}
+
+void Optimizer::run(double lr, const std::vector<double>& group_wd) {
+  const std::vector<double> group_lr = count_step(lr, group_wd);
   std::vector<ParamUpdate> updates;
   updates.reserve(params_.size());
-  std::vector<double> group_lr;
   size_t flat = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
-    group_lr.push_back(lr * groups_[g].lr_scale);
     for (const Tensor& p : groups_[g].params) {
       Tensor grad = p.grad();
       if (grad.defined()) {
@@ -150,13 +168,32 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double 
 
 void AdamW::step(double lr, double weight_decay) { run(lr, scheduled_weight_decay(weight_decay)); }
 
+AdamW::~AdamW() = default;
+
+std::vector<AdamWUpdate> AdamW::step_functors(const std::vector<double>& group_lr, const std::vector<double>& group_wd) const {
+  std::vector<AdamWUpdate> out;
+  for (size_t g = 0; g < group_lr.size(); ++g)
+    out.push_back(AdamWUpdate::make(group_lr[g], group_wd[g], beta1_, beta2_, eps_, steps()));
+  return out;
+}
+
+cuda::StagedUpload& AdamW::staging(Device device) {
+  for (auto& [index, staged] : staging_)
+    if (index == device.index) return *staged;
+  staging_.emplace_back(device.index, std::make_unique<cuda::StagedUpload>(device.index));
+  return *staging_.back().second;
+}
+
+void AdamW::stage(const std::vector<double>& group_lr, const std::vector<double>& group_wd) {
+  const std::vector<AdamWUpdate> f = step_functors(group_lr, group_wd);
+  for (auto& [index, staged] : staging_) staged->write(f.data(), f.size() * sizeof(AdamWUpdate));
+}
+
 // CUDA parameters go to adamw_update_multi, one call per device (in training: one call), with one
 // functor per group.
 void AdamW::apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
                   const std::vector<double>& group_wd) {
-  std::vector<AdamWUpdate> functors;
-  for (size_t g = 0; g < group_lr.size(); ++g)
-    functors.push_back(AdamWUpdate::make(group_lr[g], group_wd[g], beta1_, beta2_, eps_, steps()));
+  const std::vector<AdamWUpdate> functors = step_functors(group_lr, group_wd);
   std::vector<Device> cuda_devices;
   for (const ParamUpdate& u : updates) {
     if (!u.param.is_cuda())
@@ -168,7 +205,7 @@ void AdamW::apply(const std::vector<ParamUpdate>& updates, const std::vector<dou
     std::vector<AdamWTensors> batch;
     for (const ParamUpdate& u : updates)
       if (u.param.device() == device) batch.push_back({u.param, u.grad, state(0, u.flat), state(1, u.flat), u.group});
-    adamw_update_multi(batch, functors);
+    adamw_update_multi(batch, functors, &staging(device));
   }
 }
 

@@ -20,9 +20,12 @@
 // int64, CPU). load_state_dict() copies values in; it is strict and names every missing,
 // unexpected or mis-shaped entry. A resumed optimizer continues bit for bit.
 #pragma once
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "optim/optimizer_kernels.h"
 #include "optim/param_groups.h"
 
 namespace unirep {
@@ -36,6 +39,15 @@ class Optimizer {
 
   virtual void step(double lr, double weight_decay) = 0;
   void step(double lr);  // each group with its own weight_decay
+  // A CUDA graph that captured step(lr, weight_decay) replays its kernels; restage is the host half
+  // of step() to call before each replay: it counts the step and writes that step's per-group values
+  // where the captured kernels read them (AdamW: pinned memory its captured upload copies from),
+  // queueing nothing. Only optimizers whose kernels read their step values from device memory can
+  // be replayed.
+  virtual bool replayable() const { return false; }
+  void restage(double lr, double weight_decay);
+  // Rewinds the step count to `steps`: after a step that was captured but will never be replayed.
+  void rewind_steps(int64_t steps);
   void zero_grad();
   const std::vector<ParamGroup>& groups() const { return groups_; }
   int64_t steps() const { return steps_; }
@@ -55,6 +67,8 @@ class Optimizer {
   // One optimizer step with weight decay group_wd[g] for group g: counts the step, then calls
   // apply() with every parameter that has a grad (flat order) and each group's lr (lr x lr_scale).
   void run(double lr, const std::vector<double>& group_wd);
+  // restage's part for a replayable optimizer: write the step's values (t = steps()) for the replay.
+  virtual void stage(const std::vector<double>&, const std::vector<double>&) {}
   // The wd of every group for a scheduled value: `weight_decay` where the group decays, else 0.
   std::vector<double> scheduled_weight_decay(double weight_decay) const;
   // Updates the parameters at their group's lr and wd; t = steps() counts this step.
@@ -72,22 +86,32 @@ class Optimizer {
   std::vector<std::string> kinds_;
   std::vector<std::vector<Tensor>> state_;  // [kind][flat]
   int64_t steps_ = 0;
+
+  // Checks lr and the weight decays, counts the step and returns each group's lr.
+  std::vector<double> count_step(double lr, const std::vector<double>& group_wd);
 };
 
 class AdamW : public Optimizer {
  public:
   explicit AdamW(std::vector<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
+  ~AdamW() override;
   using Optimizer::step;
   void step(double lr, double weight_decay) override;
+  bool replayable() const override { return true; }
   NamedTensors state_dict() const override { return export_state(); }
   void load_state_dict(const NamedTensors& state) override { import_state(state); }
 
  protected:
   void apply(const std::vector<ParamUpdate>& updates, const std::vector<double>& group_lr,
              const std::vector<double>& group_wd) override;
+  void stage(const std::vector<double>& group_lr, const std::vector<double>& group_wd) override;
 
  private:
+  std::vector<AdamWUpdate> step_functors(const std::vector<double>& group_lr, const std::vector<double>& group_wd) const;
+  cuda::StagedUpload& staging(Device device);
+
   double beta1_, beta2_, eps_;
+  std::vector<std::pair<int, std::unique_ptr<cuda::StagedUpload>>> staging_;  // per CUDA device index
 };
 
 class SGD : public Optimizer {

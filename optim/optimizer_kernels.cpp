@@ -65,7 +65,8 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
   });
 }
 
-void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors) {
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors,
+                        cuda::StagedUpload* staging) {
   if (tensors.empty()) return;
   for (const AdamWTensors& t : tensors) {
     check_like("adamw_update_multi", "param", t.param, t.param);
@@ -77,7 +78,10 @@ void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vec
     UNIREP_CHECK(t.param.device() == tensors[0].param.device(), "adamw_update_multi: params on ",
                  tensors[0].param.device().str(), " and ", t.param.device().str(), ", expected one device");
   }
-  if (tensors[0].param.is_cuda()) return cuda::adamw_update_multi(tensors, functors);
+  if (tensors[0].param.is_cuda()) {
+    UNIREP_CHECK(staging != nullptr, "adamw_update_multi: CUDA parameters need a StagedUpload for the functors");
+    return cuda::adamw_update_multi(tensors, functors, *staging);
+  }
   for (const AdamWTensors& t : tensors) adamw_update(t.param, t.grad, t.exp_avg, t.exp_avg_sq, functors[t.functor]);
 }
 

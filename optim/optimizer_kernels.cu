@@ -3,8 +3,9 @@
 // Per tensor (adamw_update, sgd_update, unscale_and_find_inf, ema_update): one grid-stride launch.
 //
 // Multi-tensor (adamw_update_multi, unscale_and_find_inf_multi, global_norm, clip_by_norm): tables of
-// up to 64 (AdamW: 4 pointers each, plus up to 16 functors, one per param group met) or 128 tensors
-// (one pointer), launched as core/cuda/multi_tensor.cuh describes. The per-element work is the same
+// up to 64 (AdamW: 4 pointers each; its functors, one per param group, are read from device memory
+// that a StagedUpload fills, so a captured step replays with each step's lr and bias corrections) or
+// 128 tensors (one pointer), launched as core/cuda/multi_tensor.cuh describes. The per-element work is the same
 // functor call as the per-tensor kernels, so results are bitwise equal to them.
 //
 // The gradient norm is two-pass and deterministic: every chunk of every grad writes one partial sum
@@ -25,10 +26,10 @@ constexpr unsigned kMaxBlocks = 65535u * 16u;
 
 unsigned grid_for(int64_t n) { return std::min(blocks_for(n), kMaxBlocks); }
 
-constexpr int kAdamWMaxTensors = 64, kAdamWMaxFunctors = 16, kGradMaxTensors = 128;
+constexpr int kAdamWMaxTensors = 64, kGradMaxTensors = 128;
 struct AdamWTable {
   TensorTable<float, 4, kAdamWMaxTensors> tensors;  // param, grad, exp_avg, exp_avg_sq
-  AdamWUpdate functors[kAdamWMaxFunctors];
+  const AdamWUpdate* functors;                      // device memory (StagedUpload): per-step values
 };
 template <class T> using GradTable = TensorTable<T, 1, kGradMaxTensors>;
 static_assert(sizeof(AdamWTable) <= 4000 && sizeof(GradTable<double>) <= 4000, "kernel arguments over 4 KB");
@@ -86,7 +87,7 @@ __global__ void adamw_multi_kernel(const __grid_constant__ AdamWTable table) {
   const float* g = t.ptr[1][k];
   float* m = t.ptr[2][k];
   float* v = t.ptr[3][k];
-  const AdamWUpdate f = table.functors[t.functor[k]];
+  const AdamWUpdate f = table.functors[t.functor[k]];  // a tensor's functor: its param group
   Chunk c = chunk_of(t, k, kVec<float>);
   for (int64_t i = c.begin + kVec<float> * threadIdx.x; i < c.packed_end; i += kVec<float> * blockDim.x) {
     Pack<float> pp = load_pack(p + i), gp = load_pack(g + i), mp = load_pack(m + i), vp = load_pack(v + i);
@@ -161,30 +162,22 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
   CUDA_CHECK_LAUNCH();
 }
 
-void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors) {
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors,
+                        StagedUpload& staging) {
+  UNIREP_CHECK(functors.size() <= 256, "adamw_update_multi: ", functors.size(), " functors, at most 256");
+  staging.write(functors.data(), functors.size() * sizeof(AdamWUpdate));
   AdamWTable table;
-  int slots = 0;                   // functors of this launch
-  size_t slot_functor = SIZE_MAX;  // the functor in the last slot
-  auto launch = [&](const TensorTable<float, 4, kAdamWMaxTensors>& t) {
-    adamw_multi_kernel<<<unsigned(t.blocks()), kThreads, 0, stream()>>>(table);
+  table.functors = static_cast<const AdamWUpdate*>(staging.upload());
+  auto launch = [&](const TensorTable<float, 4, kAdamWMaxTensors>&) {
+    adamw_multi_kernel<<<unsigned(table.tensors.blocks()), kThreads, 0, stream()>>>(table);
     CUDA_CHECK_LAUNCH();
-    slots = 0;
-    slot_functor = SIZE_MAX;
   };
   for_each_table(
       table.tensors, tensors.size(), [&](size_t i) { return tensors[i].param.numel(); },
       [&](TensorTable<float, 4, kAdamWMaxTensors>& t, size_t i, int64_t n) {
         const AdamWTensors& a = tensors[i];
-        if (a.functor != slot_functor && slots == kAdamWMaxFunctors) {
-          launch(t);
-          t.clear();
-        }
-        if (a.functor != slot_functor) {
-          table.functors[slots++] = functors[a.functor];
-          slot_functor = a.functor;
-        }
         t.add({a.param.data<float>(), a.grad.data<float>(), a.exp_avg.data<float>(), a.exp_avg_sq.data<float>()}, n,
-              slots - 1);
+              int(a.functor));
       },
       launch);
 }

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/cuda/staged_upload.h"
 #include "core/ops/math.h"
 #include "core/tensor.h"
 
@@ -82,8 +83,11 @@ struct AdamWTensors {
   size_t functor = 0;
 };
 // adamw_update(t.param, t.grad, t.exp_avg, t.exp_avg_sq, functors[t.functor]) for every t, each
-// checked as there; all on one device.
-void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors);
+// checked as there; all on one device. CUDA: the functors (at most 256) go through `staging` (the
+// optimizer's, for that device; core/cuda/staged_upload.h), so a captured step can replay them with
+// new values; the CPU ignores it.
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors,
+                        cuda::StagedUpload* staging);
 // momentum_buffer undefined: plain SGD (f.momentum must be 0).
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdUpdate& f);
 // ema and model: same shape, floating dtype and device.
@@ -102,7 +106,8 @@ void clip_by_norm(const std::vector<Tensor>& grads, const Tensor& total, float m
 namespace cuda {
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                   const AdamWUpdate& f);
-void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors);
+void adamw_update_multi(const std::vector<AdamWTensors>& tensors, const std::vector<AdamWUpdate>& functors,
+                        StagedUpload& staging);
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdUpdate& f);
 void ema_update(const Tensor& ema, const Tensor& model, double decay);
 void unscale_and_find_inf(const Tensor& grad, float inv_scale, const Tensor& found);

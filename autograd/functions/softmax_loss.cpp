@@ -45,12 +45,19 @@ void check_logits(const char* op, const Tensor& logits) {
   UNIREP_CHECK(logits.dim() == 2, op, ": expected logits of shape [N, C], got shape ", shape_str(logits.shape()));
 }
 
-// Per-row losses (accumulation dtype, [N]) -> the result in `dtype`: [N], or a 0-d sum / mean.
-Tensor reduce_rows_loss(const Tensor& rows, Reduction reduction, double mean_scale, DType dtype) {
+// Per-row losses (accumulation dtype, [N]) -> the result in `dtype`: [N], or a 0-d sum, or a 0-d
+// mean: the sum times mean_scale (soft targets: 1 / N), or divided by `count` where that is defined
+// (hard targets: a 0-d tensor of the kept rows on the rows' device; none kept gives NaN).
+Tensor reduce_rows_loss(const Tensor& rows, Reduction reduction, double mean_scale, const Tensor& count, DType dtype) {
   if (reduction == Reduction::None) return rows.to(dtype);
   Tensor total = Tensor::empty({}, rows.dtype(), rows.device());
   reduce_rows(total, rows, 1, rows.numel(), ReduceOp::Sum);
-  if (reduction == Reduction::Mean) elementwise(total, ew::MulScalar{mean_scale}, total);
+  if (reduction == Reduction::Mean) {
+    if (count.defined())
+      elementwise(total, ew::Div{}, total, count);
+    else
+      elementwise(total, ew::MulScalar{mean_scale}, total);
+  }
   return total.to(dtype);
 }
 
@@ -89,23 +96,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   UNIREP_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, op, ": label_smoothing must be in [0, 1], got ",
                label_smoothing);
 
-  const int64_t kept = check_class_targets(op, target, C, ignore_index);
-  const double mean_scale = kept > 0 ? 1.0 / double(kept) : std::numeric_limits<double>::quiet_NaN();
+  if (!target.is_cuda()) check_class_targets(op, target, C, ignore_index);
 
   Tensor x = logits.detach().contiguous(), t = target.detach().contiguous();
   const DType acc = loss_acc_dtype(logits.dtype());
   Tensor rows = Tensor::empty({N}, acc, logits.device());
   Tensor lse = Tensor::empty({N}, acc, logits.device());
-  cross_entropy_forward(rows, lse, x, t, ignore_index, label_smoothing);
-  Tensor out = reduce_rows_loss(rows, reduction, mean_scale, logits.dtype());
+  Tensor kept = Tensor::empty({N}, acc, logits.device());
+  cross_entropy_forward(rows, lse, kept, x, t, ignore_index, label_smoothing);
+  // A mean divides by the kept rows, counted where the rows are: no host synchronisation on CUDA.
+  Tensor kept_count;
+  if (reduction == Reduction::Mean) {
+    kept_count = Tensor::empty({}, acc, logits.device());
+    reduce_rows(kept_count, kept, 1, N, ReduceOp::Sum);
+  }
+  Tensor out = reduce_rows_loss(rows, reduction, 1.0, kept_count, logits.dtype());
 
   if (needs_grad({logits})) {
     // A mean over no kept rows has no gradient to spread: every row is ignored and gets 0.
-    const double scale = reduction == Reduction::Mean ? (kept > 0 ? mean_scale : 0.0) : 1.0;
     record(op, {logits}, {out},
-           [x, t, lse, scale, ignore_index, label_smoothing](const std::vector<Tensor>& g) {
+           [x, t, lse, kept_count, ignore_index, label_smoothing](const std::vector<Tensor>& g) {
              Tensor dx = Tensor::like(x);
-             cross_entropy_backward(dx, g[0].contiguous(), scale, x, lse, t, ignore_index, label_smoothing);
+             cross_entropy_backward(dx, g[0].contiguous(), kept_count, x, lse, t, ignore_index, label_smoothing);
              return std::vector<Tensor>{dx};
            });
   }
@@ -132,7 +144,7 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& soft_target, Reduc
   Tensor qsum = Tensor::empty({N}, acc, logits.device());
   soft_cross_entropy_forward(rows, lse, qsum, x, q);
   const double mean_scale = N > 0 ? 1.0 / double(N) : std::numeric_limits<double>::quiet_NaN();
-  Tensor out = reduce_rows_loss(rows, reduction, mean_scale, logits.dtype());
+  Tensor out = reduce_rows_loss(rows, reduction, mean_scale, Tensor(), logits.dtype());
 
   if (needs_grad({logits, soft_target})) {
     const bool need_x = logits.requires_grad(), need_q = soft_target.requires_grad();

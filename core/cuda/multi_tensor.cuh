@@ -31,7 +31,7 @@ template <class T, int kPointers, int kMaxTensors> struct TensorTable {
   int64_t numel[kMaxTensors];
   int32_t block_start[kMaxTensors + 1];
   uint8_t aligned[kMaxTensors];  // all pointers of the tensor 16-byte aligned: packed access
-  uint8_t functor[kMaxTensors];  // per-launch functor slot (AdamW)
+  uint8_t functor[kMaxTensors];  // the tensor's functor (AdamW: its param group)
   int32_t count;
 
   void clear() {

@@ -120,6 +120,15 @@ void fill_tensor(const Tensor& dst, double value) {
   });
 }
 
+void increment_counter(const Tensor& counter) {
+  UNIREP_CHECK(counter.defined() && counter.dim() == 0 && counter.dtype() == DType::Int64,
+               "increment_counter: expected a 0-d int64 tensor, got ", counter.defined() ? counter.str() : "undefined");
+  if (counter.is_cuda())
+    cuda::increment_counter(counter.data<int64_t>());
+  else
+    ++*counter.data<int64_t>();
+}
+
 void fill_uniform(const Tensor& dst, Generator& gen, double lo, double hi) {
   UNIREP_CHECK(dst.is_contiguous(), "rand: destination must be contiguous");
   uint64_t seed = gen.seed(), offset = gen.advance(uint64_t(dst.numel()));

@@ -131,6 +131,13 @@ void fill(void* dst, DType dtype, int64_t n, double value) {
   });
 }
 
+__global__ void increment_kernel(int64_t* counter) { ++*counter; }
+
+void increment_counter(int64_t* counter) {
+  increment_kernel<<<1, 1, 0, stream()>>>(counter);
+  CUDA_CHECK_LAUNCH();
+}
+
 void fill_uniform(const Tensor& dst, uint64_t seed, uint64_t offset, double lo, double hi) {
   UNIREP_DISPATCH_FLOATING(dst.dtype(), "rand", [&] {
     uniform_kernel<scalar_t><<<grid(dst.numel()), kThreads, 0, stream()>>>(dst.data<scalar_t>(), dst.numel(),

@@ -158,13 +158,14 @@ template <class T, class acc> inline void row_max_sum(const T* xr, int64_t C, ac
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)); }
 
 template <class T, class I>
-void ce_forward(acc_t<T>* loss, acc_t<T>* lse, const T* x, const I* target, int64_t N, int64_t C,
+void ce_forward(acc_t<T>* loss, acc_t<T>* lse, acc_t<T>* kept, const T* x, const I* target, int64_t N, int64_t C,
                 int64_t ignore_index, double smoothing) {
   using acc = acc_t<T>;
   const acc e = acc(smoothing), keep = acc(1.0 - smoothing), e_over_c = acc(smoothing / double(C));
   parallel_for(0, N, row_grain(C), [&](int64_t b, int64_t end) {
     for (int64_t i = b; i < end; ++i) {
       int64_t t = int64_t(target[i]);
+      kept[i] = t == ignore_index ? acc(0) : acc(1);
       if (t == ignore_index) {
         loss[i] = 0;
         lse[i] = 0;
@@ -187,10 +188,11 @@ void ce_forward(acc_t<T>* loss, acc_t<T>* lse, const T* x, const I* target, int6
 }
 
 template <class T, class I>
-void ce_backward(T* dx, const T* grad, int64_t grad_stride, acc_t<T> scale, const T* x, const acc_t<T>* lse,
+void ce_backward(T* dx, const T* grad, int64_t grad_stride, const acc_t<T>* divisor, const T* x, const acc_t<T>* lse,
                  const I* target, int64_t N, int64_t C, int64_t ignore_index, double smoothing) {
   using acc = acc_t<T>;
   const acc keep = acc(1.0 - smoothing), e_over_c = acc(smoothing / double(C));
+  const acc scale = divisor == nullptr ? acc(1) : *divisor == acc(0) ? acc(0) : acc(1) / *divisor;
   parallel_for(0, N, row_grain(C), [&](int64_t b, int64_t end) {
     for (int64_t i = b; i < end; ++i) {
       int64_t t = int64_t(target[i]);
@@ -293,49 +295,47 @@ void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64
   });
 }
 
-int64_t check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
-  Tensor host = target.is_cuda() ? target.detach().to(Device::cpu()) : target.detach();
-  host = host.contiguous();
-  return UNIREP_DISPATCH_INDEX(host.dtype(), op, [&] {
+void check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
+  UNIREP_CHECK(!target.is_cuda(), op, ": check_class_targets reads targets on the host, got ", target.str());
+  const Tensor host = target.detach().contiguous();
+  UNIREP_DISPATCH_INDEX(host.dtype(), op, [&] {
     const index_t* t = host.data<index_t>();
-    int64_t kept = 0;
     for (int64_t i = 0; i < host.numel(); ++i) {
       int64_t v = int64_t(t[i]);
       if (v == ignore_index) continue;
       UNIREP_CHECK(v >= 0 && v < classes, op, ": target[", i, "] = ", v, " is out of range [0, ", classes,
                    ") (ignore_index ", ignore_index, ")");
-      ++kept;
     }
-    return kept;
   });
 }
 
-void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                           int64_t ignore_index, double label_smoothing) {
-  check_contiguous("cross_entropy", {&loss, &lse, &logits, &target});
-  if (logits.is_cuda()) return cuda::cross_entropy_forward(loss, lse, logits, target, ignore_index, label_smoothing);
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& kept, const Tensor& logits,
+                           const Tensor& target, int64_t ignore_index, double label_smoothing) {
+  check_contiguous("cross_entropy", {&loss, &lse, &kept, &logits, &target});
+  if (logits.is_cuda())
+    return cuda::cross_entropy_forward(loss, lse, kept, logits, target, ignore_index, label_smoothing);
   int64_t N = logits.size(0), C = logits.size(1);
   UNIREP_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
     using acc = acc_t<scalar_t>;
     UNIREP_DISPATCH_INDEX(target.dtype(), "cross_entropy", [&] {
-      ce_forward(loss.data<acc>(), lse.data<acc>(), logits.data<scalar_t>(), target.data<index_t>(), N, C,
+      ce_forward(loss.data<acc>(), lse.data<acc>(), kept.data<acc>(), logits.data<scalar_t>(), target.data<index_t>(), N, C,
                  ignore_index, label_smoothing);
     });
   });
 }
 
-void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, double scale, const Tensor& logits,
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, const Tensor& divisor, const Tensor& logits,
                             const Tensor& lse, const Tensor& target, int64_t ignore_index, double label_smoothing) {
   check_contiguous("cross_entropy_backward", {&dlogits, &logits, &lse, &target});
   int64_t N = logits.size(0), C = logits.size(1);
   int64_t gs = grad_stride("cross_entropy_backward", grad, N);
   if (logits.is_cuda())
-    return cuda::cross_entropy_backward(dlogits, grad, scale, logits, lse, target, ignore_index, label_smoothing);
+    return cuda::cross_entropy_backward(dlogits, grad, divisor, logits, lse, target, ignore_index, label_smoothing);
   UNIREP_DISPATCH_FLOATING(logits.dtype(), "cross_entropy_backward", [&] {
     using acc = acc_t<scalar_t>;
     UNIREP_DISPATCH_INDEX(target.dtype(), "cross_entropy_backward", [&] {
-      ce_backward(dlogits.data<scalar_t>(), grad.data<scalar_t>(), gs, acc(scale), logits.data<scalar_t>(),
-                  lse.data<acc>(), target.data<index_t>(), N, C, ignore_index, label_smoothing);
+      ce_backward(dlogits.data<scalar_t>(), grad.data<scalar_t>(), gs, divisor.defined() ? divisor.data<acc>() : nullptr,
+                  logits.data<scalar_t>(), lse.data<acc>(), target.data<index_t>(), N, C, ignore_index, label_smoothing);
     });
   });
 }

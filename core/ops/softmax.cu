@@ -170,19 +170,20 @@ __global__ void softmax_backward_inner_kernel(T* __restrict__ dx, const T* __res
 // ---------------------------------------------------------------- cross entropy, hard targets
 
 template <class T, class I, bool kBlock>
-__global__ void ce_forward_kernel(acc_t<T>* __restrict__ loss, acc_t<T>* __restrict__ lse, const T* __restrict__ x,
-                                  const I* __restrict__ target, int64_t N, int64_t C, int64_t ignore_index,
-                                  acc_t<T> keep, acc_t<T> e_over_c) {
+__global__ void ce_forward_kernel(acc_t<T>* __restrict__ loss, acc_t<T>* __restrict__ lse, acc_t<T>* __restrict__ kept,
+                                  const T* __restrict__ x, const I* __restrict__ target, int64_t N, int64_t C,
+                                  int64_t ignore_index, acc_t<T> keep, acc_t<T> e_over_c) {
   using acc = acc_t<T>;
   __shared__ acc shared[32];
   const int64_t row = row_index<kBlock>();
   if (row >= N) return;
   const int lane = row_lane<kBlock>(), step = row_step<kBlock>();
   const int64_t t = int64_t(target[row]);
-  if (t == ignore_index) {  // uniform over the row's threads
-    if (lane == 0) {
-      loss[row] = 0;
-      lse[row] = 0;
+  if (lane == 0) kept[row] = t == ignore_index ? acc(0) : acc(1);
+  if (t == ignore_index || t < 0 || t >= C) {  // uniform over the row's threads
+    if (lane == 0) {  // an out-of-range target (not checked on the host): NaN, as the loss is undefined
+      loss[row] = t == ignore_index ? acc(0) : acc(NAN);
+      lse[row] = t == ignore_index ? acc(0) : acc(NAN);
     }
     return;
   }
@@ -209,7 +210,8 @@ __global__ void ce_forward_kernel(acc_t<T>* __restrict__ loss, acc_t<T>* __restr
 
 template <class T, class I, bool kBlock>
 __global__ void ce_backward_kernel(T* __restrict__ dx, const T* __restrict__ grad, int64_t grad_stride,
-                                   acc_t<T> scale, const T* __restrict__ x, const acc_t<T>* __restrict__ lse,
+                                   const acc_t<T>* __restrict__ divisor, const T* __restrict__ x,
+                                   const acc_t<T>* __restrict__ lse,
                                    const I* __restrict__ target, int64_t N, int64_t C, int64_t ignore_index,
                                    acc_t<T> keep, acc_t<T> e_over_c) {
   using acc = acc_t<T>;
@@ -222,7 +224,12 @@ __global__ void ce_backward_kernel(T* __restrict__ dx, const T* __restrict__ gra
     for (int64_t c = lane; c < C; c += step) dxr[c] = static_cast<T>(acc(0));
     return;
   }
+  if (t < 0 || t >= C) {  // out of range: the forward's NaN carries into the gradient
+    for (int64_t c = lane; c < C; c += step) dxr[c] = static_cast<T>(acc(NAN));
+    return;
+  }
   const T* xr = x + row * C;
+  const acc scale = divisor == nullptr ? acc(1) : *divisor == acc(0) ? acc(0) : acc(1) / *divisor;
   const acc g = static_cast<acc>(grad[row * grad_stride]) * scale, l = lse[row];
   for (int64_t c = lane; c < C; c += step) {
     const acc q = c == t ? keep + e_over_c : e_over_c;
@@ -324,8 +331,8 @@ void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64
   });
 }
 
-void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                           int64_t ignore_index, double label_smoothing) {
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& kept, const Tensor& logits,
+                           const Tensor& target, int64_t ignore_index, double label_smoothing) {
   const int64_t N = logits.size(0), C = logits.size(1);
   if (N == 0) return;
   UNIREP_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
@@ -333,15 +340,15 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
     UNIREP_DISPATCH_INDEX(target.dtype(), "cross_entropy", [&] {
       launch_rows("cross_entropy", N, C, [&](auto block, dim3 grid, dim3 threads) {
         ce_forward_kernel<scalar_t, index_t, decltype(block)::value><<<grid, threads, 0, stream()>>>(
-            loss.data<acc>(), lse.data<acc>(), logits.data<scalar_t>(), target.data<index_t>(), N, C, ignore_index,
-            acc(1.0 - label_smoothing), acc(label_smoothing / double(C)));
+            loss.data<acc>(), lse.data<acc>(), kept.data<acc>(), logits.data<scalar_t>(), target.data<index_t>(), N, C,
+            ignore_index, acc(1.0 - label_smoothing), acc(label_smoothing / double(C)));
         CUDA_CHECK_LAUNCH();
       });
     });
   });
 }
 
-void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, double scale, const Tensor& logits,
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, const Tensor& divisor, const Tensor& logits,
                             const Tensor& lse, const Tensor& target, int64_t ignore_index, double label_smoothing) {
   const int64_t N = logits.size(0), C = logits.size(1);
   if (N == 0 || C == 0) return;
@@ -351,8 +358,9 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, double sc
     UNIREP_DISPATCH_INDEX(target.dtype(), "cross_entropy_backward", [&] {
       launch_rows("cross_entropy_backward", N, C, [&](auto block, dim3 grid, dim3 threads) {
         ce_backward_kernel<scalar_t, index_t, decltype(block)::value><<<grid, threads, 0, stream()>>>(
-            dlogits.data<scalar_t>(), grad.data<scalar_t>(), gs, acc(scale), logits.data<scalar_t>(), lse.data<acc>(),
-            target.data<index_t>(), N, C, ignore_index, acc(1.0 - label_smoothing), acc(label_smoothing / double(C)));
+            dlogits.data<scalar_t>(), grad.data<scalar_t>(), gs, divisor.defined() ? divisor.data<acc>() : nullptr,
+            logits.data<scalar_t>(), lse.data<acc>(), target.data<index_t>(), N, C, ignore_index,
+            acc(1.0 - label_smoothing), acc(label_smoothing / double(C)));
         CUDA_CHECK_LAUNCH();
       });
     });

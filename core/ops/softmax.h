@@ -30,19 +30,21 @@ void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64
 // Dtype of the per-row loss and lse buffers: Float64 for float64 logits, else Float32.
 inline DType loss_acc_dtype(DType logits) { return logits == DType::Float64 ? DType::Float64 : DType::Float32; }
 
-// Checks that every target (int32/int64, any device) is ignore_index or in [0, classes); throws an
-// Error naming `op`, the first bad row and its value. Returns the number of rows not ignored.
-// CUDA targets are copied to the host for this: one device-to-host copy of N indices and therefore
-// a synchronisation of the stream per call (cheap for a batch of labels; it avoids a device assert).
-int64_t check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index);
+// Checks that every target (int32/int64, CPU) is ignore_index or in [0, classes); throws an Error
+// naming `op`, the first bad row and its value. CUDA targets are not checked on the host (that
+// would synchronise the stream every step): the CUDA kernels give an out-of-range row a NaN loss.
+void check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index);
 
-// logits [N, C] contiguous floating; target [N] contiguous int32/int64, already validated.
-// loss, lse: [N] contiguous of loss_acc_dtype(logits.dtype()); loss is 0 for ignored rows.
-void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                           int64_t ignore_index, double label_smoothing);
+// logits [N, C] contiguous floating; target [N] contiguous int32/int64 (on the CPU validated by
+// check_class_targets; on CUDA an out-of-range target gives its row a NaN loss and lse).
+// loss, lse, kept: [N] contiguous of loss_acc_dtype(logits.dtype()); loss is 0 and kept 0 for ignored
+// rows, kept 1 for the others (a mean divides by their sum, computed where the rows are: no host sync).
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& kept, const Tensor& logits,
+                           const Tensor& target, int64_t ignore_index, double label_smoothing);
 // dlogits [N, C] contiguous (logits dtype); grad: the upstream gradient in logits dtype, [N]
-// contiguous or a single element (used for every row); every row's gradient is scaled by `scale`.
-void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, double scale, const Tensor& logits,
+// contiguous or a single element (used for every row). divisor: undefined, or a 0-d acc-dtype tensor
+// (the kept-row count of a mean) that every row's gradient is divided by (0: the gradient is 0).
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, const Tensor& divisor, const Tensor& logits,
                             const Tensor& lse, const Tensor& target, int64_t ignore_index, double label_smoothing);
 
 // Soft targets q [N, C] contiguous of logits' dtype. loss, lse, qsum (= sum_c q_c): [N] acc dtype.
@@ -56,9 +58,9 @@ namespace cuda {
 void softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t C, int64_t inner, bool log);
 void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t C,
                       int64_t inner, bool log);
-void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                           int64_t ignore_index, double label_smoothing);
-void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, double scale, const Tensor& logits,
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& kept, const Tensor& logits,
+                           const Tensor& target, int64_t ignore_index, double label_smoothing);
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad, const Tensor& divisor, const Tensor& logits,
                             const Tensor& lse, const Tensor& target, int64_t ignore_index, double label_smoothing);
 void soft_cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& qsum, const Tensor& logits,
                                 const Tensor& q);

@@ -272,6 +272,32 @@ TEST(SoftmaxLoss, BadTargetsNameRowAndValue) {
   EXPECT_NO_THROW(cross_entropy(x, targets({0, -1, 0, 0}), -1));
 }
 
+// CUDA targets are not read on the host (that would synchronise every training step): an
+// out-of-range row's loss is NaN, so the mean is NaN, and its gradient row is NaN; the other rows'
+// gradients, the ignored rows and the kept-row count of the mean are unaffected.
+TEST(SoftmaxLoss, CudaOutOfRangeTargetsGiveNaNRows) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const Device gpu = Device::cuda(0);
+  Tensor x = Tensor::from_vector(std::vector<float>{1, 2, 3, 5, -1, 2, 0, 0, 0, 1, 1, 1}, {4, 3});
+  Tensor t = targets({2, 7, -100, 1}).to(gpu);
+  std::vector<float> rows = cross_entropy(x.to(gpu), t, -100, 0, Reduction::None).to_vector<float>();
+  EXPECT_NEAR(rows[0], 0.40760596444438, 1e-6);
+  EXPECT_TRUE(std::isnan(rows[1]));
+  EXPECT_EQ(rows[2], 0.0f);
+  EXPECT_NEAR(rows[3], std::log(3.0), 1e-6);
+  Tensor xg = x.to(gpu).requires_grad_();
+  Tensor mean = cross_entropy(xg, t);
+  EXPECT_TRUE(std::isnan(mean.item()));
+  mean.backward();
+  std::vector<float> g = xg.grad().to_vector<float>();
+  for (int c = 3; c < 6; ++c) EXPECT_TRUE(std::isnan(g[size_t(c)])) << c;
+  for (int c = 6; c < 9; ++c) EXPECT_EQ(g[size_t(c)], 0.0f) << c;
+  EXPECT_NEAR(g[10], (1.0 / 3 - 1.0) / 3, 1e-6);  // divided by the 3 kept rows
+  // Valid targets with an ignored row: the mean over the kept rows, as on the CPU.
+  Tensor ok = targets({2, 0, -100, 1});
+  EXPECT_NEAR(cross_entropy(x.to(gpu), ok.to(gpu)).item(), cross_entropy(x, ok).item(), 1e-6);
+}
+
 TEST(SoftmaxLoss, BadInputsNameOpAndShapes) {
   Tensor x = Tensor::zeros({4, 5});
   std::string msg = error_of([&] { cross_entropy(x, targets({0, 1, 2})); });

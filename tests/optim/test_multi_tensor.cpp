@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include <gtest/gtest.h>
 
@@ -84,8 +85,8 @@ TEST_P(MultiTensor, AdamWStepEqualsPerTensorUpdates) {
   }
 }
 
-// 150 tensors (over two tables of 64) with 20 functors (over 16 slots), a functor met again after
-// others, and every third tensor unaligned.
+// 150 tensors (over three tables of 64) with 20 functors, a functor met again after others, and
+// every third tensor unaligned.
 TEST_P(MultiTensor, AdamWManyTensorsAndFunctorsSplitIntoLaunches) {
   Generator gen(11);
   std::vector<AdamWUpdate> functors;
@@ -101,7 +102,9 @@ TEST_P(MultiTensor, AdamWManyTensorsAndFunctorsSplitIntoLaunches) {
     multi.push_back({p, g, m, v, functor});
     single.push_back({p.clone(), g, m.clone(), v.clone(), functor});
   }
-  adamw_update_multi(multi, functors);
+  std::unique_ptr<cuda::StagedUpload> staging;
+  if (device().is_cuda()) staging = std::make_unique<cuda::StagedUpload>(device().index);
+  adamw_update_multi(multi, functors, staging.get());
   for (const AdamWTensors& t : single) adamw_update(t.param, t.grad, t.exp_avg, t.exp_avg_sq, functors[t.functor]);
   for (size_t i = 0; i < multi.size(); ++i) {
     expect_same_bits(multi[i].param, single[i].param, "param " + std::to_string(i));
@@ -174,8 +177,8 @@ TEST_P(MultiTensor, GlobalNormAndClipOverManyTensors) {
 TEST(MultiTensorChecks, RejectBadTablesAndMixedDevices) {
   Tensor p = Tensor::zeros({4}), g = Tensor::zeros({4}), m = Tensor::zeros({4}), v = Tensor::zeros({3});
   std::vector<AdamWUpdate> functors = {AdamWUpdate::make(1e-3, 0.0, 0.9, 0.999, 1e-8, 1)};
-  EXPECT_THROW(adamw_update_multi({{p, g, m, v, 0}}, functors), Error);  // exp_avg_sq of 3 elements
-  EXPECT_THROW(adamw_update_multi({{p, g, m, Tensor::zeros({4}), 1}}, functors), Error);  // functor 1 of 1
+  EXPECT_THROW(adamw_update_multi({{p, g, m, v, 0}}, functors, nullptr), Error);  // exp_avg_sq of 3 elements
+  EXPECT_THROW(adamw_update_multi({{p, g, m, Tensor::zeros({4}), 1}}, functors, nullptr), Error);  // functor 1 of 1
   EXPECT_THROW(unscale_and_find_inf_multi({Tensor::zeros({2}, DType::Int64)}, 1.0f, Tensor::zeros({})), Error);
   EXPECT_THROW(unscale_and_find_inf_multi({g}, 1.0f, Tensor::zeros({2})), Error);  // found is not a scalar
 }
