@@ -26,6 +26,9 @@
 // exactly as in the trainer. --no-comm builds no reducer: each rank steps on its own gradients, so
 // the difference between the two runs is what communication costs beyond its overlap with backward.
 // Rank 0 prints every rank's img/s and their sum. --profile adds a GPU-time table by launch site.
+// --cuda-graph times replays of the step captured as a CUDA graph after the warm-up (core/cuda/graph.h;
+// one rank or --no-comm, not float16 training), as the trainer runs it: host queueing then shrinks to
+// one graph launch (plus restaging AdamW's step values) a step.
 #include "launch/bench.h"
 
 #include <algorithm>
@@ -43,6 +46,7 @@
 #include "autograd/ops.h"
 #include "core/allocator.h"
 #include "core/cuda/context.h"
+#include "core/cuda/graph.h"
 #include "core/cuda/profiler.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -65,7 +69,7 @@ constexpr uint64_t kSeed = 0x62656e6368ull;
 struct BenchOptions {
   std::string model = "t", mode = "train", dtype = "bf16", device = "auto", backend = "auto";
   int64_t batch = 128, image_size = 224, steps = 20, warmup = 5;
-  bool deploy = false, no_comm = false, json = false, profile = false;
+  bool deploy = false, no_comm = false, json = false, profile = false, cuda_graph = false;
   double timeout_s = 300;
 };
 
@@ -73,7 +77,7 @@ BenchOptions parse_options(int argc, char** argv) {
   Args args(argc, argv, 2,
             {"--model", "--mode", "--batch", "--dtype", "--image-size", "--steps", "--warmup", "--device", "--backend",
              "--timeout"},
-            {"--deploy", "--no-comm", "--json", "--profile"});
+            {"--deploy", "--no-comm", "--json", "--profile", "--cuda-graph"});
   UNIREP_CHECK(args.positional().empty(), "unirep bench: unexpected argument '",
                args.positional().empty() ? "" : args.positional()[0], "'");
   BenchOptions o;
@@ -91,6 +95,7 @@ BenchOptions parse_options(int argc, char** argv) {
   o.no_comm = args.flag("--no-comm");
   o.json = args.flag("--json");
   o.profile = args.flag("--profile");
+  o.cuda_graph = args.flag("--cuda-graph");
   UNIREP_CHECK(o.mode == "train" || o.mode == "infer", "unirep bench: --mode expects train or infer, got '", o.mode,
                "'");
   UNIREP_CHECK(o.dtype == "bf16" || o.dtype == "f16" || o.dtype == "f32",
@@ -107,6 +112,10 @@ BenchOptions parse_options(int argc, char** argv) {
                "unirep bench: --no-comm leaves out the gradient all-reduce, which only --mode train has");
   if (o.device == "cuda") UNIREP_CHECK(cuda_available(), "unirep bench: --device cuda: no CUDA GPU is available");
   UNIREP_CHECK(!o.profile || o.device != "cpu", "unirep bench: --profile times GPU kernels: not with --device cpu");
+  UNIREP_CHECK(!o.cuda_graph || o.device != "cpu", "unirep bench: --cuda-graph replays a CUDA graph: not with --device cpu");
+  UNIREP_CHECK(!o.cuda_graph || o.dtype != "f16" || o.mode == "infer",
+               "unirep bench: --cuda-graph: a float16 training step skips overflowing steps on the host, which a "
+               "graph cannot; use bf16 or f32");
   return o;
 }
 
@@ -125,11 +134,12 @@ void synchronize(Device device) {
 const char* bench_usage() {
   return "  bench --model V [--mode train|infer] [--batch 128] [--dtype bf16|f16|f32] [--image-size 224]\n"
          "        [--deploy] [--steps 20] [--warmup 5] [--device auto|cpu|cuda] [--backend auto|none|mpi|nccl]\n"
-         "        [--no-comm] [--timeout S] [--json] [--profile]\n"
+         "        [--no-comm] [--timeout S] [--json] [--profile] [--cuda-graph]\n"
          "       throughput of UniRepLKNet-V (1000 classes) on a synthetic batch: the trainer's step (train) or\n"
          "       an eval forward (infer; --deploy: re-parameterised). Under mpirun/srun data parallel, --batch per\n"
          "       rank; --no-comm skips the gradient all-reduce. --json: one JSON object on rank 0. --profile: then\n"
-         "       GPU and host time per launch site over a few more steps (core/cuda/profiler.h), on stderr\n";
+         "       GPU and host time per launch site over a few more steps (core/cuda/profiler.h), on stderr.\n"
+         "       --cuda-graph: time replays of the step captured as a CUDA graph (as the trainer runs it)\n";
 }
 
 int command_bench(int argc, char** argv) {
@@ -210,13 +220,29 @@ int command_bench(int argc, char** argv) {
   auto step = [&] { train ? train_step() : infer_step(); };
 
   for (int64_t i = 0; i < o.warmup; ++i) step();
+  // --cuda-graph: the step captured once (its blocks in the graph's own pool, so the shared cache is
+  // emptied first) and replayed, the optimizer's step values restaged before each replay.
+  std::unique_ptr<cuda::Graph> graph;
+  if (o.cuda_graph) {
+    UNIREP_CHECK(device.is_cuda(), "unirep bench: --cuda-graph needs a GPU");
+    UNIREP_CHECK(!reducer, "unirep bench: --cuda-graph does not capture the gradient all-reduce: add --no-comm");
+    cuda_empty_cache(device.index);
+    graph = std::make_unique<cuda::Graph>(device.index);
+    graph->capture(step);  // counts one optimizer step: its replay follows
+    graph->replay();
+  }
+  auto timed_step = [&] {
+    if (!graph) return step();
+    if (train) optimizer->restage(defaults.optimizer.lr, defaults.optimizer.weight_decay);
+    graph->replay();
+  };
   synchronize(device);
   comm->barrier();
   if (device.is_cuda()) cuda_reset_peak_stats(device.index);
   // cudaMalloc inside the timed steps would mean the caching allocator has not reached a steady state.
   const int64_t mallocs_before = device.is_cuda() ? cuda_allocator_stats(device.index).cuda_malloc_calls : 0;
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < o.steps; ++i) step();
+  for (int64_t i = 0; i < o.steps; ++i) timed_step();
   // How long the host took to queue the steps (see the top: close to the total also when the launch
   // queue was full and the host waited on the GPU).
   const double host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -285,12 +311,13 @@ int command_bench(int argc, char** argv) {
                         {"cuda_mallocs_in_timed_steps",
                          device.is_cuda() ? nlohmann::json(most_mallocs) : nlohmann::json(nullptr)},
                         {"device", device.str()},
-                        {"no_comm", o.no_comm}};
+                        {"no_comm", o.no_comm},
+                        {"cuda_graph", o.cuda_graph}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("UniRepLKNet-%s %s%s %s, batch %lld x %lldx%lldx%lld on %s", mc.name.c_str(), o.mode.c_str(),
-                o.deploy ? " (deploy)" : "", o.dtype.c_str(), (long long)o.batch, (long long)o.image_size,
-                (long long)o.image_size, (long long)kInChans, device.str().c_str());
+    std::printf("UniRepLKNet-%s %s%s%s %s, batch %lld x %lldx%lldx%lld on %s", mc.name.c_str(), o.mode.c_str(),
+                o.deploy ? " (deploy)" : "", o.cuda_graph ? " (CUDA graph)" : "", o.dtype.c_str(), (long long)o.batch,
+                (long long)o.image_size, (long long)o.image_size, (long long)kInChans, device.str().c_str());
     if (world > 1)
       std::printf(", %d ranks (%s%s)", world, comm->backend().c_str(),
                   train ? (o.no_comm ? ", no gradient all-reduce" : ", gradients all-reduced") : "");

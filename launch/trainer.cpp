@@ -16,6 +16,7 @@
 #include "autograd/autocast.h"
 #include "autograd/autocast_weight_cache.h"
 #include "autograd/ops.h"
+#include "core/allocator.h"
 #include "core/cuda/context.h"
 #include "core/cuda/graph.h"
 #include "core/device.h"
@@ -543,6 +544,9 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   auto capture_step = [&](double lr, double wd) -> std::string {
     const int64_t optimizer_steps = optimizer->steps();
     const uint64_t rng_offset = drop_path_gen.offset();
+    // The graph's blocks come from its own pool: the eager steps' cached blocks would only double the
+    // memory the process holds.
+    cuda_empty_cache(device.index);
     auto graph = std::make_unique<cuda::Graph>(device.index);
     try {
       graph->capture([&] {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "tests/datasets/fixtures.h"
 #include "tests/launch/train_fixtures.h"
 
@@ -92,6 +93,24 @@ TEST(BenchCli, DeployInferenceInBf16PrintsALine) {
   EXPECT_NE(out.find(" img/s, "), std::string::npos) << out;
 }
 
+// --cuda-graph on a GPU: the captured train and infer steps replay (f32 and bf16) and report it.
+TEST(BenchCli, CudaGraphReplaysTrainAndInferSteps) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir("bench");
+  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
+           {"--mode", "train", "--dtype", "f32"}, {"--mode", "train", "--dtype", "bf16"}, {"--mode", "infer"}}) {
+    std::vector<std::string> args = {"bench", "--model", "a", "--image-size", "32", "--batch", "8", "--steps", "3",
+                                     "--warmup", "2", "--device", "cuda", "--cuda-graph", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ASSERT_EQ(run_cli(args, dir / "log"), 0) << read_text(dir / "log");
+    const std::string out = read_text(dir / "log");
+    nlohmann::json j = nlohmann::json::parse(out.substr(out.rfind('{')));
+    EXPECT_TRUE(j["cuda_graph"].get<bool>());
+    EXPECT_GT(j["img_per_s"].get<double>(), 0.0);
+    EXPECT_EQ(j["cuda_mallocs_in_timed_steps"].get<int64_t>(), 0) << "replays allocate nothing";
+  }
+}
+
 TEST(BenchCli, BadOptionsAreErrorsNamingThem) {
   TempDir dir("bench");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
@@ -105,6 +124,7 @@ TEST(BenchCli, BadOptionsAreErrorsNamingThem) {
       {tiny({"--model", "q"}), "q"},
       {tiny({"--stepz", "3"}), "unknown option '--stepz'"},
       {tiny({"--device", "tpu"}), "--device expects auto, cpu or cuda"},
+      {tiny({"--cuda-graph"}), "--cuda-graph replays a CUDA graph: not with --device cpu"},
   };
   for (const auto& [args, message] : cases) {
     EXPECT_EQ(run_cli(args, dir / "log"), 1) << args.back();
