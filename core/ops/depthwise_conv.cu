@@ -78,6 +78,17 @@ bool use_tensor_cores(const dwconv::Shape& s, DType dtype, std::initializer_list
   return true;
 }
 
+// The same for the tensor-core weight gradient.
+template <class T> depthwise_tc::WeightPlan tc_weight_plan_of(const dwconv::Shape& s) {
+  static std::mutex mutex;
+  static std::map<std::array<int, 13>, depthwise_tc::WeightPlan> plans;
+  const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, depthwise_tc::weight_plan<T>(s, sm_count())).first;
+  return it->second;
+}
+
 Tensor float_workspace(size_t floats, Device device) {
   return Tensor::empty({int64_t(floats > 0 ? floats : 1)}, DType::Float32, device);
 }
@@ -147,10 +158,10 @@ void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Te
 void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
   if (use_tensor_cores(s, dy.dtype(), {&dy, &x})) {
-    const depthwise_tc::WeightPlan plan = depthwise_tc::weight_plan(s, sm_count());
-    Tensor ws = float_workspace(plan.workspace, dy.device());
     dispatch_tensor_core(dy.dtype(), [&](auto tag) {
       using T = decltype(tag);
+      const depthwise_tc::WeightPlan plan = tc_weight_plan_of<T>(s);
+      Tensor ws = float_workspace(plan.workspace, dy.device());
       CUDA_CHECK(depthwise_tc::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(),
                                               stream()));
     });

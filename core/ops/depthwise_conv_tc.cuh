@@ -57,7 +57,8 @@ constexpr int kXPitch = 56;         // halves per staged x row: kTileCols + 16 u
 constexpr int kDyPitch = 40;        // halves per staged dy row (weight gradient): kTileCols used
 constexpr int kDyHalo = 15;         // dy rows above a weight-gradient band: kh up to 15 (padded N = 16)
 constexpr int kMinKernel = 7, kMaxKernel = 15;
-constexpr int kStageUnroll = 4;     // 16-byte loads in flight per thread while staging
+constexpr int kForwardUnroll = 2;   // staging loads in flight per thread: the forward's A pairs take registers
+constexpr int kWeightUnroll = 4;
 
 // ---------------------------------------------------------------- device helpers
 
@@ -88,17 +89,18 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* sm
 __device__ __forceinline__ uint32_t pack(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
 
 // dst[ch plane + r pitch + q] = src[n, h0 + r, w0 + q, c0 + ch] for r < rows, q < cols, ch < 8; zero
-// outside the image. src + c0 is 16-byte aligned (C % 8 == 0, aligned base).
-template <class T>
+// outside the image. src + c0 is 16-byte aligned (C % 8 == 0, aligned base). Unroll: 16-byte loads in
+// flight per thread.
+template <int Unroll, class T>
 __device__ __forceinline__ void stage_planes(uint16_t* __restrict__ dst, int plane, int pitch,
                                              const T* __restrict__ src, int n, int h0, int w0, int rows, int cols,
                                              int H, int W, int C, int c0) {
   const int total = rows * cols;
-  for (int e0 = threadIdx.x; e0 < total; e0 += kStageUnroll * kThreads) {
-    uint4 v[kStageUnroll];
-    int at[kStageUnroll];
+  for (int e0 = threadIdx.x; e0 < total; e0 += Unroll * kThreads) {
+    uint4 v[Unroll];
+    int at[Unroll];
 #pragma unroll
-    for (int u = 0; u < kStageUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       const int e = e0 + u * kThreads;
       const int r = e / cols, q = e - r * cols;
       const int h = h0 + r, w = w0 + q;
@@ -108,7 +110,7 @@ __device__ __forceinline__ void stage_planes(uint16_t* __restrict__ dst, int pla
         v[u] = __ldg(reinterpret_cast<const uint4*>(src + ((int64_t(n) * H + h) * W + w) * C + c0));
     }
 #pragma unroll
-    for (int u = 0; u < kStageUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       if (at[u] < 0) continue;
       uint16_t* p = dst + at[u];
       const uint32_t words[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
@@ -166,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int row_tiles = min(kTileRows / 8, (g.Ho - oh0 + 7) / 8);
     const int col_tiles = min(kTileCols / 16, (g.Wo - ow0 + 15) / 16);
     __syncthreads();  // the previous tile's x planes and output are consumed
-    stage_planes(xs, kPlane, kXPitch, x, n, oh0 - g.ph, ow0 - g.pw, 8 * row_tiles + R - 1, 16 * col_tiles + 16, g.H,
+    stage_planes<kForwardUnroll>(xs, kPlane, kXPitch, x, n, oh0 - g.ph, ow0 - g.pw, 8 * row_tiles + R - 1, 16 * col_tiles + 16, g.H,
                  g.W, g.C, c0);
     __syncthreads();
     for (int ct = 0; ct < col_tiles; ++ct) {
@@ -228,8 +230,8 @@ __global__ void __launch_bounds__(kThreads)
     const int rows = min(kTileRows, g.H - ih0);
     const int col_tiles = min(kTileCols / 16, (g.Wo - ow0 + 15) / 16);
     __syncthreads();  // the previous tile is consumed
-    stage_planes(xs, kXPlane, kXPitch, x, n, ih0, ow0 - g.pw, rows, 16 * col_tiles + 16, g.H, g.W, g.C, c0);
-    stage_planes(dys, kDyPlane, kDyPitch, dy, n, ih0 + g.ph - kDyHalo, ow0, rows + kDyHalo, 16 * col_tiles, g.Ho,
+    stage_planes<kWeightUnroll>(xs, kXPlane, kXPitch, x, n, ih0, ow0 - g.pw, rows, 16 * col_tiles + 16, g.H, g.W, g.C, c0);
+    stage_planes<kWeightUnroll>(dys, kDyPlane, kDyPitch, dy, n, ih0 + g.ph - kDyHalo, ow0, rows + kDyHalo, 16 * col_tiles, g.Ho,
                  g.Wo, g.C, c0);
     __syncthreads();
     for (int r0 = 0; r0 < rows; r0 += 2)
@@ -332,20 +334,32 @@ cudaError_t input_grad(T* dx, const T* dy, const T* w, const Shape& g, int sm_co
 
 // Weight-gradient launch plan: bands of the image and the splits of the tile list (one partial each).
 struct WeightPlan {
-  int bands_h = 0, bands_w = 0, splits = 0;
+  int bands_h = 0, bands_w = 0, splits = 0, blocks_per_sm = 0;
   size_t workspace = 0;  // floats: splits R S C
 };
 
-inline WeightPlan weight_plan(const Shape& g, int sm_count) {
+// One wave: as many blocks as fit the SMs at once (occupancy calculator; without a device, 3: 57 KB of
+// shared memory and ~80 registers x 256 threads), the tiles balanced over the splits.
+template <class T> WeightPlan weight_plan(const Shape& g, int sm_count) {
   WeightPlan p;
   p.bands_h = (g.H + kTileRows - 1) / kTileRows;
   p.bands_w = (g.Wo + kTileCols - 1) / kTileCols;
   const int64_t tiles = int64_t(g.N) * p.bands_h * p.bands_w, groups = g.C / kChannels;
-  // About four resident blocks per SM (57 KB of shared memory each), one wave.
-  int64_t splits = (int64_t(sm_count > 0 ? sm_count : 1) * 4 + groups - 1) / groups;
-  if (splits > tiles) splits = tiles;
-  if (splits > 65535) splits = 65535;
-  p.splits = int(splits < 1 ? 1 : splits);
+  int per_sm = 3, blocks = 0;
+  const size_t smem = weight_smem();
+  if (cudaFuncSetAttribute(weight_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) ==
+          cudaSuccess &&
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, weight_partial_kernel<T>, kThreads, smem) == cudaSuccess &&
+      blocks > 0)
+    per_sm = blocks;
+  else
+    cudaGetLastError();  // clear the failed query so no later launch check reports it
+  int64_t want = int64_t(sm_count > 0 ? sm_count : 1) * per_sm / (groups > 0 ? groups : 1);
+  if (want > 65535) want = 65535;
+  if (want < 1) want = 1;
+  const int64_t per_split = (tiles + want - 1) / want;
+  p.splits = int((tiles + per_split - 1) / per_split);
+  p.blocks_per_sm = per_sm;
   p.workspace = size_t(p.splits) * g.R * g.S * g.C;
   return p;
 }

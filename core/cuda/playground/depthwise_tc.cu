@@ -130,7 +130,7 @@ template <class T> struct Problem {
   Problem(const dwc::Shape& s, int sms)
       : g(s), x(size_t(s.N) * s.H * s.W * s.C), w(size_t(s.C) * s.R * s.S), bias(size_t(s.C)),
         dy(size_t(s.N) * s.Ho * s.Wo * s.C), y(dy.n), dx(x.n), dw(w.n), y3(dy.n), dx3(x.n), dw3(w.n),
-        plan3(dwc::weight_plan<T>(s, sms)), plan(tc::weight_plan(s, sms)), ws3(plan3.workspace),
+        plan3(dwc::weight_plan<T>(s, sms)), plan(tc::weight_plan<T>(s, sms)), ws3(plan3.workspace),
         ws_fwd(dwc::forward_workspace(s)), ws(plan.workspace) {}
 };
 
@@ -247,6 +247,8 @@ int main() {
     fill_device(P.bias, 3, 1.f);
     fill_device(P.dy, 4, 1.f);
     all_ok = check(P, sms, false, 1e-2, "bf16") && all_ok;
+    std::printf("      tc weight-gradient plan: %d splits (%d blocks of 8 channels), %d blocks per SM\n", P.plan.splits,
+                P.plan.splits * g.C / tc::kChannels, P.plan.blocks_per_sm);
     std::vector<double> t(6);
     for (int pass = 0; pass < 3; ++pass) {
       t[pass] = median_ms_of([&] { run_v3(P, pass); }, 20);
