@@ -137,17 +137,20 @@ TEST(DepthwiseTiled, TensorCoreMatchesCpu) {
 // The weight gradient sums fixed per-split partials in a fixed order: two runs agree bit for bit.
 TEST(DepthwiseTiled, WeightGradientIsDeterministic) {
   UNIREP_SKIP_WITHOUT_CUDA();
-  Generator gen(11);
-  Tensor x = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(Device::cuda(0));
-  Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(Device::cuda(0)).requires_grad_();
-  Tensor u = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(Device::cuda(0));
-  std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    Tensor wr = w.detach().requires_grad_();
-    conv2d(x, wr, Tensor(), dw_params(64, 6, 6, 1)).backward(u);
-    std::vector<float> g = wr.grad().to(Device::cpu()).to_vector<float>();
-    if (run == 0) first = g;
-    else EXPECT_EQ(g, first);
+  // float32 runs v3 / v4, bfloat16 the tensor-core kernels.
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    Generator gen(11);
+    Tensor x = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(dt).to(Device::cuda(0)).requires_grad_();
+    Tensor u = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    std::vector<float> first;
+    for (int run = 0; run < 2; ++run) {
+      Tensor wr = w.detach().requires_grad_();
+      conv2d(x, wr, Tensor(), dw_params(64, 6, 6, 1)).backward(u);
+      std::vector<float> g = wr.grad().to(DType::Float32).to(Device::cpu()).to_vector<float>();
+      if (run == 0) first = g;
+      else EXPECT_EQ(g, first) << dtype_name(dt);
+    }
   }
 }
 
