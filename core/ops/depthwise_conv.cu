@@ -3,8 +3,8 @@
 // core/ops/depthwise_conv_tc.cuh, where it covers the geometry): geometry
 // checks, dtype dispatch, workspaces from the tensor allocator, launches on the op stream.
 #include <array>
-#include <initializer_list>
 #include <climits>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 

@@ -168,8 +168,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int row_tiles = min(kTileRows / 8, (g.Ho - oh0 + 7) / 8);
     const int col_tiles = min(kTileCols / 16, (g.Wo - ow0 + 15) / 16);
     __syncthreads();  // the previous tile's x planes and output are consumed
-    stage_planes<kForwardUnroll>(xs, kPlane, kXPitch, x, n, oh0 - g.ph, ow0 - g.pw, 8 * row_tiles + R - 1, 16 * col_tiles + 16, g.H,
-                 g.W, g.C, c0);
+    stage_planes<kForwardUnroll>(xs, kPlane, kXPitch, x, n, oh0 - g.ph, ow0 - g.pw, 8 * row_tiles + R - 1,
+                                 16 * col_tiles + 16, g.H, g.W, g.C, c0);
     __syncthreads();
     for (int ct = 0; ct < col_tiles; ++ct) {
       float acc[kTileRows / 8][4] = {};
@@ -230,9 +230,10 @@ __global__ void __launch_bounds__(kThreads)
     const int rows = min(kTileRows, g.H - ih0);
     const int col_tiles = min(kTileCols / 16, (g.Wo - ow0 + 15) / 16);
     __syncthreads();  // the previous tile is consumed
-    stage_planes<kWeightUnroll>(xs, kXPlane, kXPitch, x, n, ih0, ow0 - g.pw, rows, 16 * col_tiles + 16, g.H, g.W, g.C, c0);
-    stage_planes<kWeightUnroll>(dys, kDyPlane, kDyPitch, dy, n, ih0 + g.ph - kDyHalo, ow0, rows + kDyHalo, 16 * col_tiles, g.Ho,
-                 g.Wo, g.C, c0);
+    stage_planes<kWeightUnroll>(xs, kXPlane, kXPitch, x, n, ih0, ow0 - g.pw, rows, 16 * col_tiles + 16, g.H, g.W,
+                                g.C, c0);
+    stage_planes<kWeightUnroll>(dys, kDyPlane, kDyPitch, dy, n, ih0 + g.ph - kDyHalo, ow0, rows + kDyHalo,
+                                16 * col_tiles, g.Ho, g.Wo, g.C, c0);
     __syncthreads();
     for (int r0 = 0; r0 < rows; r0 += 2)
 #pragma unroll
@@ -373,7 +374,8 @@ cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const We
     return cudaErrorInvalidValue;
   if (!aligned(dy) || !aligned(x)) return cudaErrorMisalignedAddress;
   const size_t smem = weight_smem();
-  cudaError_t err = cudaFuncSetAttribute(weight_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  cudaError_t err =
+      cudaFuncSetAttribute(weight_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(g.C / kChannels), unsigned(plan.splits));
   weight_partial_kernel<T><<<grid, kThreads, smem, stream>>>(workspace, dy, x, g, plan.bands_h, plan.bands_w,

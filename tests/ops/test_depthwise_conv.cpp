@@ -9,8 +9,9 @@
 // whole-image tiles (images up to ~20x20 such as 7x7 and 14x14, bounds-checked reads), halo tiles (larger images),
 // several warps per kernel-row block (parts), several blocks along the kernel rows (R = 31), OW 4 and 8
 // and the scalar staging of odd channel counts are all among the cases below.
-// bfloat16 / float16 with R = S odd 7..15 and C % 8 == 0 run on tensor cores (core/ops/depthwise_conv_tc.cuh),
-// also covered by TensorCoreMatchesCpu. The CUDA tests skip without a GPU; the dispatch test is host-only and runs everywhere.
+// bfloat16 / float16 with R = S odd 7..15 and C % 8 == 0 run on tensor cores
+// (core/ops/depthwise_conv_tc.cuh), also covered by TensorCoreMatchesCpu.
+// The CUDA tests skip without a GPU; the dispatch test is host-only and runs everywhere.
 #include "core/ops/depthwise_conv.h"
 #include "tests/support/op_case.h"
 
@@ -141,7 +142,8 @@ TEST(DepthwiseTiled, WeightGradientIsDeterministic) {
   for (DType dt : {DType::Float32, DType::BFloat16}) {
     Generator gen(11);
     Tensor x = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
-    Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(dt).to(Device::cuda(0)).requires_grad_();
+    Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    w.requires_grad_();
     Tensor u = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
     std::vector<float> first;
     for (int run = 0; run < 2; ++run) {

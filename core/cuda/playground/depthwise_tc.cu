@@ -32,7 +32,9 @@ using namespace playground;
 
 struct Conv {
   int N, H, W, C, k, pad;
-  dwc::Shape shape() const { return dwc::Shape{N, H, W, C, k, k, H + 2 * pad - k + 1, W + 2 * pad - k + 1, pad, pad, 1, 1}; }
+  dwc::Shape shape() const {
+    return dwc::Shape{N, H, W, C, k, k, H + 2 * pad - k + 1, W + 2 * pad - k + 1, pad, pad, 1, 1};
+  }
   std::string name() const {
     char b[64];
     std::snprintf(b, sizeof b, "[%d,%d,%d,%d] k%d p%d", N, H, W, C, k, pad);
@@ -47,8 +49,8 @@ size_t at(const dwc::Shape& g, int n, int h, int w, int H, int W, int c) {
 }
 
 // y of image n (all channels).
-std::vector<double> ref_forward(const std::vector<double>& x, const std::vector<double>& w, const std::vector<double>* b,
-                                const dwc::Shape& g, int n) {
+std::vector<double> ref_forward(const std::vector<double>& x, const std::vector<double>& w,
+                                const std::vector<double>* b, const dwc::Shape& g, int n) {
   std::vector<double> y(size_t(g.Ho) * g.Wo * g.C);
   for (int ho = 0; ho < g.Ho; ++ho)
     for (int wo = 0; wo < g.Wo; ++wo)
