@@ -1,8 +1,10 @@
 // Tensor-level entry points of the tiled depthwise kernels (core/ops/depthwise_conv_kernels.cuh, the weight
-// gradient in core/ops/depthwise_conv_wgrad.cuh): geometry
+// gradient in core/ops/depthwise_conv_wgrad.cuh; bf16 / f16 large kernels on tensor cores,
+// core/ops/depthwise_conv_tc.cuh, where it covers the geometry): geometry
 // checks, dtype dispatch, workspaces from the tensor allocator, launches on the op stream.
 #include <array>
 #include <climits>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 
@@ -10,6 +12,7 @@
 #include "core/cuda/context.h"
 #include "core/ops/depthwise_conv.h"
 #include "core/ops/depthwise_conv_kernels.cuh"
+#include "core/ops/depthwise_conv_tc.cuh"
 #include "core/ops/depthwise_conv_wgrad.cuh"
 
 namespace unirep::cuda {
@@ -42,6 +45,12 @@ template <class F> void dispatch_storage(DType dt, const F& f) {
   }
 }
 
+// bf16 / f16 only (the tensor-core kernels' storage types; use_tensor_cores checked the dtype).
+template <class F> void dispatch_tensor_core(DType dt, const F& f) {
+  if (dt == DType::BFloat16) f(bf16{});
+  else f(f16{});
+}
+
 int sm_count() {
   int n = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_device()));
@@ -58,6 +67,25 @@ template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
   auto it = plans.find(key);
   if (it == plans.end())
     it = plans.emplace(key, dwconv::weight_plan<T>(s, sm_count(), depthwise_smem_limit())).first;
+  return it->second;
+}
+
+// The tensor-core kernels take bf16 / f16, R = S odd 7..15, C % 8 == 0 and 16-byte aligned activations.
+bool use_tensor_cores(const dwconv::Shape& s, DType dtype, std::initializer_list<const Tensor*> activations) {
+  if (!depthwise_tc::supported(s, dtype)) return false;
+  for (const Tensor* t : activations)
+    if (!depthwise_tc::aligned(t->data_ptr())) return false;
+  return true;
+}
+
+// The same for the tensor-core weight gradient.
+template <class T> depthwise_tc::WeightPlan tc_weight_plan_of(const dwconv::Shape& s) {
+  static std::mutex mutex;
+  static std::map<std::array<int, 13>, depthwise_tc::WeightPlan> plans;
+  const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, depthwise_tc::weight_plan<T>(s, sm_count())).first;
   return it->second;
 }
 
@@ -90,6 +118,15 @@ bool depthwise_tiled_supported(const ConvGeometry& g, DType dtype) {
 void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
                              const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
+  if (use_tensor_cores(s, x.dtype(), {&y, &x})) {
+    dispatch_tensor_core(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      CUDA_CHECK(depthwise_tc::forward<T>(y.data<T>(), x.data<T>(), w.data<T>(),
+                                          bias.defined() ? bias.data<T>() : nullptr, s, false, sm_count(), stream()));
+    });
+    UNIREP_PROFILE_MARK();
+    return;
+  }
   Tensor ws = float_workspace(dwconv::forward_workspace(s), x.device());
   dispatch_storage(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -101,6 +138,14 @@ void depthwise_tiled_forward(const Tensor& y, const Tensor& x, const Tensor& w, 
 
 void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
+  if (use_tensor_cores(s, dy.dtype(), {&dx, &dy})) {
+    dispatch_tensor_core(dy.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      CUDA_CHECK(depthwise_tc::input_grad<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), s, sm_count(), stream()));
+    });
+    UNIREP_PROFILE_MARK();
+    return;
+  }
   Tensor ws = float_workspace(dwconv::forward_workspace(s), dy.device());
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -112,6 +157,17 @@ void depthwise_tiled_backward_input(const Tensor& dx, const Tensor& dy, const Te
 
 void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g) {
   const dwconv::Shape s = shape_of(g);
+  if (use_tensor_cores(s, dy.dtype(), {&dy, &x})) {
+    dispatch_tensor_core(dy.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const depthwise_tc::WeightPlan plan = tc_weight_plan_of<T>(s);
+      Tensor ws = float_workspace(plan.workspace, dy.device());
+      CUDA_CHECK(depthwise_tc::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(),
+                                              stream()));
+    });
+    UNIREP_PROFILE_MARK();
+    return;
+  }
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const dwconv::WeightPlan plan = weight_plan_of<T>(s);

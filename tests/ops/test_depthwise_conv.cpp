@@ -9,6 +9,8 @@
 // whole-image tiles (images up to ~20x20 such as 7x7 and 14x14, bounds-checked reads), halo tiles (larger images),
 // several warps per kernel-row block (parts), several blocks along the kernel rows (R = 31), OW 4 and 8
 // and the scalar staging of odd channel counts are all among the cases below.
+// bfloat16 / float16 with R = S odd 7..15 and C % 8 == 0 run on tensor cores
+// (core/ops/depthwise_conv_tc.cuh), also covered by TensorCoreMatchesCpu.
 // The CUDA tests skip without a GPU; the dispatch test is host-only and runs everywhere.
 #include "core/ops/depthwise_conv.h"
 #include "tests/support/op_case.h"
@@ -93,44 +95,64 @@ TEST(DepthwiseTiled, CudaMatchesCpuBFloat16) {
 }
 
 // float16 is not in the standard drivers' tolerance table: forward and gradients compared here.
+void expect_float16_matches_cpu(const OpCase& c) {
+  Generator gen(5);
+  std::vector<Tensor> inputs64 = c.make_inputs(gen);
+  std::vector<Tensor> outs, grads[2];
+  int slot = 0;
+  for (Device dev : {Device::cpu(), Device::cuda(0)}) {
+    std::vector<Tensor> in;
+    for (const Tensor& t : inputs64) in.push_back(t.detach().to(DType::Float16).to(dev).requires_grad_());
+    Tensor y = c.fn(in);
+    Generator ug(9);
+    y.backward(Tensor::randn(y.shape(), ug, DType::Float64).to(DType::Float16).to(dev));
+    outs.push_back(y);
+    for (const Tensor& t : in) grads[slot].push_back(t.grad());
+    ++slot;
+  }
+  EXPECT_LE(testing::relative_error(outs[1], outs[0]), 1e-2) << c.name << " forward";
+  for (size_t i = 0; i < inputs64.size(); ++i)
+    EXPECT_LE(testing::relative_error(grads[1][i], grads[0][i]), 1e-2) << c.name << " grad " << i;
+}
+
 TEST(DepthwiseTiled, CudaMatchesCpuFloat16) {
   UNIREP_SKIP_WITHOUT_CUDA();
   for (const OpCase& c : {same_case(2, 14, 14, 40, 13, 1, true), same_case(1, 11, 9, 21, 3, 3, false),
-                          same_case(2, 7, 7, 40, 3, 5, false)}) {
-    Generator gen(5);
-    std::vector<Tensor> inputs64 = c.make_inputs(gen);
-    std::vector<Tensor> outs, grads[2];
-    int slot = 0;
-    for (Device dev : {Device::cpu(), Device::cuda(0)}) {
-      std::vector<Tensor> in;
-      for (const Tensor& t : inputs64) in.push_back(t.detach().to(DType::Float16).to(dev).requires_grad_());
-      Tensor y = c.fn(in);
-      Generator ug(9);
-      y.backward(Tensor::randn(y.shape(), ug, DType::Float64).to(DType::Float16).to(dev));
-      outs.push_back(y);
-      for (const Tensor& t : in) grads[slot].push_back(t.grad());
-      ++slot;
-    }
-    EXPECT_LE(testing::relative_error(outs[1], outs[0]), 1e-2) << c.name << " forward";
-    for (size_t i = 0; i < inputs64.size(); ++i)
-      EXPECT_LE(testing::relative_error(grads[1][i], grads[0][i]), 1e-2) << c.name << " grad " << i;
-  }
+                          same_case(2, 7, 7, 40, 3, 5, false)})
+    expect_float16_matches_cpu(c);
+}
+
+// The tensor-core path (core/ops/depthwise_conv_tc.cuh: bf16 / f16, R = S odd 7..15, C % 8 == 0): several
+// 32 x 32 tiles with partial edges, an image smaller than one tile, "valid" padding (input-grad padding
+// R - 1), and C = 24 (three channel groups).
+TEST(DepthwiseTiled, TensorCoreMatchesCpu) {
+  UNIREP_SKIP_WITHOUT_CUDA();
+  for (const OpCase& c : {same_case(2, 28, 28, 16, 13, 1, true), same_case(1, 9, 11, 8, 13, 1, false),
+                          same_case(2, 28, 28, 16, 7, 1, false), same_case(1, 9, 11, 8, 7, 1, true),
+                          same_case(1, 40, 35, 24, 15, 1, false), dw_case(1, 20, 24, 8, 11, 11, 0, 0, 1, true)})
+    EXPECT_TRUE(testing::check_cuda_matches_cpu(c, DType::BFloat16)) << c.name;
+  expect_float16_matches_cpu(same_case(2, 28, 28, 16, 13, 1, true));
+  expect_float16_matches_cpu(same_case(1, 9, 11, 8, 9, 1, false));
 }
 
 // The weight gradient sums fixed per-split partials in a fixed order: two runs agree bit for bit.
 TEST(DepthwiseTiled, WeightGradientIsDeterministic) {
   UNIREP_SKIP_WITHOUT_CUDA();
-  Generator gen(11);
-  Tensor x = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(Device::cuda(0));
-  Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(Device::cuda(0)).requires_grad_();
-  Tensor u = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(Device::cuda(0));
-  std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    Tensor wr = w.detach().requires_grad_();
-    conv2d(x, wr, Tensor(), dw_params(64, 6, 6, 1)).backward(u);
-    std::vector<float> g = wr.grad().to(Device::cpu()).to_vector<float>();
-    if (run == 0) first = g;
-    else EXPECT_EQ(g, first);
+  // float32 runs v3 / v4, bfloat16 the tensor-core kernels.
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    Generator gen(11);
+    Tensor x = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    Tensor w = Tensor::randn({64, 1, 13, 13}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    w.requires_grad_();
+    Tensor u = Tensor::randn({4, 28, 28, 64}, gen, DType::Float32).to(dt).to(Device::cuda(0));
+    std::vector<float> first;
+    for (int run = 0; run < 2; ++run) {
+      Tensor wr = w.detach().requires_grad_();
+      conv2d(x, wr, Tensor(), dw_params(64, 6, 6, 1)).backward(u);
+      std::vector<float> g = wr.grad().to(DType::Float32).to(Device::cpu()).to_vector<float>();
+      if (run == 0) first = g;
+      else EXPECT_EQ(g, first) << dtype_name(dt);
+    }
   }
 }
 
