@@ -70,9 +70,10 @@ template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
   return it->second;
 }
 
-// The tensor-core kernels take bf16 / f16, R = S odd 7..15, C % 8 == 0 and 16-byte aligned activations.
+// The tensor-core kernels take bf16 / f16, R = S odd 7..15, C % 8 == 0 and 16-byte aligned activations,
+// and run where they are the faster ones (images of 14 x 14 and up).
 bool use_tensor_cores(const dwconv::Shape& s, DType dtype, std::initializer_list<const Tensor*> activations) {
-  if (!depthwise_tc::supported(s, dtype)) return false;
+  if (!depthwise_tc::supported(s, dtype) || !depthwise_tc::profitable(s)) return false;
   for (const Tensor* t : activations)
     if (!depthwise_tc::aligned(t->data_ptr())) return false;
   return true;

@@ -57,7 +57,7 @@ constexpr int kXPitch = 56;         // halves per staged x row: kTileCols + 16 u
 constexpr int kDyPitch = 40;        // halves per staged dy row (weight gradient): kTileCols used
 constexpr int kDyHalo = 15;         // dy rows above a weight-gradient band: kh up to 15 (padded N = 16)
 constexpr int kMinKernel = 7, kMaxKernel = 15;
-constexpr int kForwardUnroll = 2;   // staging loads in flight per thread: the forward's A pairs take registers
+constexpr int kForwardUnroll = 4;   // loads in flight per thread (H100, 13x13 [128,28,28,160]: 2 -> 0.178 ms, 4 -> 0.160)
 constexpr int kWeightUnroll = 4;
 
 // ---------------------------------------------------------------- device helpers
@@ -174,16 +174,22 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int ct = 0; ct < col_tiles; ++ct) {
       float acc[kTileRows / 8][4] = {};
       const uint16_t* b_row = xs + ch * kPlane + fwd_b_row(lane) * kXPitch + 16 * ct + fwd_b_col(lane);
+      // Staged row i feeds row tile rt at kernel row i - 8 rt: one ldmatrix per row serves every row tile
+      // that reads it (37 loads instead of 52 at R = 13), each tile's kernel rows still in order.
 #pragma unroll
-      for (int kh = 0; kh < R; ++kh)
+      for (int i = 0; i < kTileRows - 8 + R; ++i) {
+        const int first_tile = i < R ? 0 : (i - R) / 8 + 1;  // the first row tile that reads row i
+        if (first_tile >= row_tiles) continue;
+        uint32_t b[4];
+        ldmatrix_x4(b, b_row + i * kXPitch);
 #pragma unroll
         for (int rt = 0; rt < kTileRows / 8; ++rt) {
-          if (rt >= row_tiles) continue;
-          uint32_t b[4];
-          ldmatrix_x4(b, b_row + (8 * rt + kh) * kXPitch);
+          const int kh = i - 8 * rt;
+          if (kh < 0 || kh >= R || rt >= row_tiles) continue;
           mma_16816<T>(acc[rt], pairs[kh][0], 0u, pairs[kh][1], pairs[kh][0], b[0], b[1]);
           mma_16816<T>(acc[rt], pairs[kh][2], pairs[kh][1], 0u, pairs[kh][2], b[2], b[3]);
         }
+      }
       // D: M = output column, N = output row.
 #pragma unroll
       for (int rt = 0; rt < kTileRows / 8; ++rt) {
@@ -278,6 +284,14 @@ inline bool supported(const Shape& g, DType dtype) {
 }
 
 inline bool aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Whether the tensor cores beat the CUDA-core kernels at this size (H100, core/cuda/PERF.md): images
+// of 14 x 14 and up; at 7 x 7 a 32 x 32 tile holds 49 outputs of its 128 computed and v3 is 1.8x faster.
+constexpr int kMinProfitableSide = 14;
+inline bool profitable(const Shape& g) {
+  return g.H >= kMinProfitableSide && g.W >= kMinProfitableSide && g.Ho >= kMinProfitableSide &&
+         g.Wo >= kMinProfitableSide;
+}
 
 inline size_t forward_smem(int R) {
   return (size_t(kChannels) * (kTileRows + R - 1) * kXPitch + size_t(kTileRows) * kTileCols * kChannels) *
