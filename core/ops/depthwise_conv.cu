@@ -57,16 +57,16 @@ int sm_count() {
   return n;
 }
 
-// The weight-gradient plan of a (device, storage type, geometry): building it asks the occupancy
-// calculator, so each is built once (a training step asks for the same few dozen every step).
-template <class T> dwconv::WeightPlan weight_plan_of(const dwconv::Shape& s) {
+// Weight-gradient plans per (device, geometry), one cache per call site (kernel family and storage type):
+// building one asks the occupancy calculator, and a training step asks for the same few dozen every step.
+template <class Build> auto cached_plan(const dwconv::Shape& s, const Build& build) {
+  using Plan = decltype(build());
   static std::mutex mutex;
-  static std::map<std::array<int, 13>, dwconv::WeightPlan> plans;
+  static std::map<std::array<int, 13>, Plan> plans;
   const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
   std::lock_guard<std::mutex> lock(mutex);
   auto it = plans.find(key);
-  if (it == plans.end())
-    it = plans.emplace(key, dwconv::weight_plan<T>(s, sm_count(), depthwise_smem_limit())).first;
+  if (it == plans.end()) it = plans.emplace(key, build()).first;
   return it->second;
 }
 
@@ -77,17 +77,6 @@ bool use_tensor_cores(const dwconv::Shape& s, DType dtype, std::initializer_list
   for (const Tensor* t : activations)
     if (!depthwise_tc::aligned(t->data_ptr())) return false;
   return true;
-}
-
-// The same for the tensor-core weight gradient.
-template <class T> depthwise_tc::WeightPlan tc_weight_plan_of(const dwconv::Shape& s) {
-  static std::mutex mutex;
-  static std::map<std::array<int, 13>, depthwise_tc::WeightPlan> plans;
-  const std::array<int, 13> key{current_device(), s.N, s.H, s.W, s.C, s.R, s.S, s.Ho, s.Wo, s.ph, s.pw, s.dh, s.dw};
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, depthwise_tc::weight_plan<T>(s, sm_count())).first;
-  return it->second;
 }
 
 Tensor float_workspace(size_t floats, Device device) {
@@ -161,7 +150,8 @@ void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const T
   if (use_tensor_cores(s, dy.dtype(), {&dy, &x})) {
     dispatch_tensor_core(dy.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      const depthwise_tc::WeightPlan plan = tc_weight_plan_of<T>(s);
+      const depthwise_tc::WeightPlan plan =
+          cached_plan(s, [&] { return depthwise_tc::weight_plan<T>(s, sm_count()); });
       Tensor ws = float_workspace(plan.workspace, dy.device());
       CUDA_CHECK(depthwise_tc::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(),
                                               stream()));
@@ -171,7 +161,8 @@ void depthwise_tiled_backward_weight(const Tensor& dw, const Tensor& dy, const T
   }
   dispatch_storage(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const dwconv::WeightPlan plan = weight_plan_of<T>(s);
+    const dwconv::WeightPlan plan =
+        cached_plan(s, [&] { return dwconv::weight_plan<T>(s, sm_count(), depthwise_smem_limit()); });
     Tensor ws = float_workspace(plan.workspace, dy.device());
     CUDA_CHECK(dwconv::weight_grad<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), s, plan, ws.data<float>(), stream()));
   });

@@ -48,6 +48,19 @@ void ldmatrix_x4(double (&out)[32][4][2], const double* const (&rows)[32]) {
       for (int e = 0; e < 2; ++e) out[lane][m][e] = rows[8 * m + lane / 4][2 * (lane % 4) + e];
 }
 
+// One ldmatrix.x4 of B rows, split into the fragments of the two k16 steps (registers 0-1 and 2-3).
+void load_b_steps(const double* const (&rows)[32], double (&b0)[32][2][2], double (&b1)[32][2][2]) {
+  double b[32][4][2];
+  ldmatrix_x4(b, rows);
+  for (int lane = 0; lane < 32; ++lane)
+    for (int e = 0; e < 2; ++e) {
+      b0[lane][0][e] = b[lane][0][e];
+      b0[lane][1][e] = b[lane][1][e];
+      b1[lane][0][e] = b[lane][2][e];
+      b1[lane][1][e] = b[lane][3][e];
+    }
+}
+
 struct Image {
   int H, W;
   std::vector<double> v;
@@ -91,15 +104,8 @@ Image emulate_forward(const Image& x, const std::vector<double>& w, int R, int p
             const double* rows_of[32];
             for (int lane = 0; lane < 32; ++lane)
               rows_of[lane] = &xs[size_t(8 * rt + fwd_b_row(lane) + kh) * pitch + 16 * ct + fwd_b_col(lane)];
-            double b[32][4][2], b0[32][2][2], b1[32][2][2];
-            ldmatrix_x4(b, rows_of);
-            for (int lane = 0; lane < 32; ++lane)
-              for (int e = 0; e < 2; ++e) {
-                b0[lane][0][e] = b[lane][0][e];
-                b0[lane][1][e] = b[lane][1][e];
-                b1[lane][0][e] = b[lane][2][e];
-                b1[lane][1][e] = b[lane][3][e];
-              }
+            double b0[32][2][2], b1[32][2][2];
+            load_b_steps(rows_of, b0, b1);
             mma(acc, a[0], b0);
             mma(acc, a[1], b1);
           }
@@ -136,15 +142,8 @@ std::vector<double> emulate_weight_grad(const Image& x, const Image& dy, int R, 
           const double* rows_of[32];
           for (int lane = 0; lane < 32; ++lane)
             rows_of[lane] = &ds[size_t(r + 15 - wgrad_b_kh(lane)) * dp + 16 * ct + wgrad_b_col(lane)];
-          double b[32][4][2], b0[32][2][2], b1[32][2][2];
-          ldmatrix_x4(b, rows_of);
-          for (int lane = 0; lane < 32; ++lane)
-            for (int e = 0; e < 2; ++e) {
-              b0[lane][0][e] = b[lane][0][e];
-              b0[lane][1][e] = b[lane][1][e];
-              b1[lane][0][e] = b[lane][2][e];
-              b1[lane][1][e] = b[lane][3][e];
-            }
+          double b0[32][2][2], b1[32][2][2];
+          load_b_steps(rows_of, b0, b1);
           mma(acc[0], a, b0);
           mma(acc[1], a, b1);
         }

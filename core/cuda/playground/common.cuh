@@ -73,6 +73,16 @@ inline double rel_error(const std::vector<double>& a, const std::vector<double>&
 }
 
 // Median time of f() (launches on the default stream) over reps runs after one warm-up.
+// Prints device 0's name and SM count; returns the SM count.
+inline int announce_device() {
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs\n", prop.name, sms);
+  return sms;
+}
+
 template <class F> double median_ms_of(const F& f, int reps) {
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));

@@ -330,11 +330,7 @@ std::string describe(const dwc::Shape& g, const dwc::WeightPlanV4& p) {
 }
 
 int main() {
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs\n", prop.name, sms);
+  const int sms = announce_device();
 
   // Correctness: every odd width 3..31, dilations 1..5, borders (H, W not tile multiples, smaller than
   // the kernel), C not a multiple of 32 or 8, batch 1 and 2. bf16 tolerance: one rounding of the output.

@@ -218,11 +218,7 @@ template <class T> bool check_small(const Conv& cv, int sms, double tol, const c
 }
 
 int main() {
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs\n", prop.name, sms);
+  const int sms = announce_device();
   std::printf("errors per pass: cpu max-abs/(max-abs/max|ref|), v3 max-abs/max|v3|\n");
 
   bool all_ok = true;
