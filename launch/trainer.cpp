@@ -504,7 +504,8 @@ TrainResult train(const TrainConfig& c, const std::string& run_dir, const std::s
   else if (reducer) graph_blocker = "a distributed run (the gradient all-reduce is not captured)";
   else if (c.train.update_freq > 1) graph_blocker = "train.update_freq > 1";
   else if (scaler.enabled()) graph_blocker = "float16 loss scaling (an overflowing step is skipped on the host)";
-  else if (!optimizer->replayable()) graph_blocker = "optimizer " + c.optimizer.name + " takes its step values as kernel arguments";
+  else if (!optimizer->replayable())
+    graph_blocker = "optimizer " + c.optimizer.name + " takes its step values as kernel arguments";
   else if (c.model.drop_path_rate > 0) graph_blocker = "drop path draws new random numbers every step";
   auto note_eager = [&] {
     if (is_main) std::printf("note: the training step is not replayed as a CUDA graph (%s); training eagerly\n",

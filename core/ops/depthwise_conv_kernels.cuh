@@ -30,8 +30,9 @@
 //     block covers up to 16 rows; more rows take more blocks) and keeps the S sums of its row in registers
 //     over every tile of its split of the N x tiles positions (same window trick: OW dy values and
 //     OW + S - 1 x values per OW S FMAs). Small R gives several warps per row that take alternate
-//     (output row, column group) items of each tile and are added in shared memory in a fixed order; per-split partials [split, R S, C] are then
-//     summed in split order by a second kernel: deterministic, no atomics.
+//     (output row, column group) items of each tile and are added in shared memory in a fixed order;
+//     per-split partials [split, R S, C] are then summed in split order by a second kernel: deterministic,
+//     no atomics.
 //     This is weight-gradient v3; conv2d runs v4 (core/ops/depthwise_conv_wgrad.cuh: kernel rows x
 //     output rows in registers, whole-image tiles, one-wave splits) except where its plan is a halo
 //     tile of fewer than 8 rows (use_v4: v3 measured faster there).
@@ -68,6 +69,16 @@ struct Tile {
   __host__ __device__ int tw(int dw) const { return sb * dw * ow; }
   __host__ __device__ int col_groups(int dw) const { return sb * dw; }
 };
+
+// A tile id (blockIdx.x, or one of a split's tiles) as (image, tile row, tile column), columns fastest.
+struct TilePos {
+  int n, tile_h, tile_w;
+};
+__device__ __forceinline__ TilePos tile_pos(int id, int tiles_h, int tiles_w) {
+  const int tile_w = id % tiles_w;
+  id /= tiles_w;
+  return {id / tiles_h, id % tiles_h, tile_w};
+}
 
 template <class T> __device__ __forceinline__ float to_float(T v) { return static_cast<float>(v); }
 
@@ -146,10 +157,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   float* tile = reinterpret_cast<float*>(forward_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int c0 = blockIdx.y * kLanes, c = c0 + lane;
-  int b = blockIdx.x;
-  const int tile_w = b % t.tiles_w;
-  b /= t.tiles_w;
-  const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
+  const auto [n, tile_h, tile_w] = tile_pos(blockIdx.x, t.tiles_h, t.tiles_w);
   const int ho0 = tile_h * t.th, wo0 = tile_w * t.tw(g.dw);
   stage_tile(tile, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, t.in_cols_magic, g.H, g.W, g.C, c0, t.vec);
   __syncthreads();
@@ -207,10 +215,7 @@ __global__ void __launch_bounds__(kMaxWeightWarps * 32)
 #pragma unroll
   for (int s = 0; s < S; ++s) acc[s] = 0.f;
   for (int tile_id = blockIdx.x; tile_id < tiles; tile_id += gridDim.x) {
-    int b = tile_id;
-    const int tile_w = b % t.tiles_w;
-    b /= t.tiles_w;
-    const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
+    const auto [n, tile_h, tile_w] = tile_pos(tile_id, t.tiles_h, t.tiles_w);
     const int ho0 = tile_h * t.th, wo0 = tile_w * tw;
     __syncthreads();  // the previous tile is consumed
     stage_tile(xs, x, n, ho0 - g.ph, wo0 - g.pw, t.in_rows, t.in_cols, t.in_cols_magic, g.H, g.W, g.C, c0, t.vec);
@@ -388,6 +393,37 @@ template <class F> void dispatch_width(int S, int ow, const F& f) {
   }
 }
 
+// Launches `kernel` with `smem` bytes of dynamic shared memory (opted in above the default 48 KB);
+// returns the launch error.
+template <class... Params, class... Args>
+cudaError_t launch_with_smem(void (*kernel)(Params...), dim3 grid, unsigned threads, size_t smem, cudaStream_t stream,
+                             Args... args) {
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, threads, smem, stream>>>(args...);
+  return cudaGetLastError();
+}
+
+// Blocks of `kernel` one SM holds at once (the occupancy calculator), or `fallback` without a device or
+// on a failed query, whose error is cleared so no later launch check reports it.
+template <class... Params>
+int blocks_per_sm(void (*kernel)(Params...), int threads, size_t smem, int fallback) {
+  int blocks = 0;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess &&
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem) == cudaSuccess && blocks > 0)
+    return blocks;
+  cudaGetLastError();
+  return fallback;
+}
+
+// The number of splits of `tiles` tiles for about `want` blocks along the split dimension (clamped to
+// 1..65535), balanced: every split but the last takes the same number of tiles.
+inline int balanced_splits(int64_t tiles, int64_t want) {
+  want = want < 1 ? 1 : want > 65535 ? 65535 : want;
+  const int64_t per_split = (tiles + want - 1) / want;
+  return int((tiles + per_split - 1) / per_split);
+}
+
 inline unsigned grid_1d(int64_t n) {
   int64_t b = (n + 255) / 256;
   return unsigned(b < 1 ? 1 : (b > 65535 * 32 ? 65535 * 32 : b));
@@ -431,10 +467,7 @@ cudaError_t forward(T* y, const T* x, const T* w, const T* bias, const Shape& g,
   const unsigned threads = unsigned(tile_warps(g, t) * 32);
   dispatch_width(g.S, t.ow, [&](auto width, auto ow) {
     constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
-    err = cudaFuncSetAttribute(forward_kernel<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (err != cudaSuccess) return;
-    forward_kernel<T, S, OW><<<grid, threads, smem, stream>>>(y, x, workspace, bias, g, t);
-    err = cudaGetLastError();
+    err = launch_with_smem(forward_kernel<T, S, OW>, grid, threads, smem, stream, y, x, workspace, bias, g, t);
   });
   return err;
 }
@@ -482,12 +515,8 @@ cudaError_t weight_partials_v3(float* workspace, const T* dy, const T* x, const 
   cudaError_t err = cudaSuccess;
   dispatch_width(g.S, t.ow, [&](auto width, auto ow) {
     constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
-    err = cudaFuncSetAttribute(weight_partial_kernel<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(plan.smem));
-    if (err != cudaSuccess) return;
-    weight_partial_kernel<T, S, OW><<<grid, threads, plan.smem, stream>>>(workspace, dy, x, g, t,
-                                                                          plan.rows.rows_per_group, plan.rows.parts);
-    err = cudaGetLastError();
+    err = launch_with_smem(weight_partial_kernel<T, S, OW>, grid, threads, plan.smem, stream, workspace, dy, x, g, t,
+                           plan.rows.rows_per_group, plan.rows.parts);
   });
   return err;
 }
@@ -498,15 +527,6 @@ cudaError_t sum_weight_partials(T* dw, const float* workspace, int splits, const
   const int taps = g.R * g.S;
   sum_weight_partials_kernel<T><<<grid_1d(int64_t(taps) * g.C), 256, 0, stream>>>(dw, workspace, splits, taps, g.C);
   return cudaGetLastError();
-}
-
-// dw [C, R, S] = sum over positions of dy x with the v3 kernel; workspace: plan.workspace floats.
-template <class T>
-cudaError_t weight_grad_v3(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlanV3& plan, float* workspace,
-                           cudaStream_t stream) {
-  const cudaError_t err = weight_partials_v3<T>(workspace, dy, x, g, plan, stream);
-  if (err != cudaSuccess) return err;
-  return sum_weight_partials<T>(dw, workspace, plan.splits, g, stream);
 }
 
 }  // namespace unirep::cuda::dwconv

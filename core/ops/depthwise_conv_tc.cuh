@@ -57,7 +57,7 @@ constexpr int kXPitch = 56;         // halves per staged x row: kTileCols + 16 u
 constexpr int kDyPitch = 40;        // halves per staged dy row (weight gradient): kTileCols used
 constexpr int kDyHalo = 15;         // dy rows above a weight-gradient band: kh up to 15 (padded N = 16)
 constexpr int kMinKernel = 7, kMaxKernel = 15;
-constexpr int kForwardUnroll = 4;   // loads in flight per thread (H100, 13x13 [128,28,28,160]: 2 -> 0.178 ms, 4 -> 0.160)
+constexpr int kForwardUnroll = 4;   // loads in flight a thread (H100, 13x13 [128,28,28,160]: 2: 0.178 ms, 4: 0.160)
 constexpr int kWeightUnroll = 4;
 
 // ---------------------------------------------------------------- device helpers
@@ -333,10 +333,8 @@ cudaError_t forward(T* y, const T* x, const T* w, const T* bias, const Shape& g,
   cudaError_t err = cudaErrorInvalidValue;
   dispatch_kernel_size(g.R, [&](auto size) {
     constexpr int R = decltype(size)::value;
-    err = cudaFuncSetAttribute(forward_kernel<T, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (err != cudaSuccess) return;
-    forward_kernel<T, R><<<grid, kThreads, smem, stream>>>(y, x, w, bias, g, flip, tiles_h, tiles_w, int(per_block));
-    err = cudaGetLastError();
+    err = dwconv::launch_with_smem(forward_kernel<T, R>, grid, kThreads, smem, stream, y, x, w, bias, g, flip, tiles_h,
+                                   tiles_w, int(per_block));
   });
   return err;
 }
@@ -360,20 +358,8 @@ template <class T> WeightPlan weight_plan(const Shape& g, int sm_count) {
   p.bands_h = (g.H + kTileRows - 1) / kTileRows;
   p.bands_w = (g.Wo + kTileCols - 1) / kTileCols;
   const int64_t tiles = int64_t(g.N) * p.bands_h * p.bands_w, groups = g.C / kChannels;
-  int per_sm = 3, blocks = 0;
-  const size_t smem = weight_smem();
-  if (cudaFuncSetAttribute(weight_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) ==
-          cudaSuccess &&
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, weight_partial_kernel<T>, kThreads, smem) == cudaSuccess &&
-      blocks > 0)
-    per_sm = blocks;
-  else
-    cudaGetLastError();  // clear the failed query so no later launch check reports it
-  int64_t want = int64_t(sm_count > 0 ? sm_count : 1) * per_sm / (groups > 0 ? groups : 1);
-  if (want > 65535) want = 65535;
-  if (want < 1) want = 1;
-  const int64_t per_split = (tiles + want - 1) / want;
-  p.splits = int((tiles + per_split - 1) / per_split);
+  const int per_sm = dwconv::blocks_per_sm(weight_partial_kernel<T>, kThreads, weight_smem(), 3);
+  p.splits = dwconv::balanced_splits(tiles, int64_t(sm_count > 0 ? sm_count : 1) * per_sm / (groups > 0 ? groups : 1));
   p.blocks_per_sm = per_sm;
   p.workspace = size_t(p.splits) * g.R * g.S * g.C;
   return p;
@@ -387,14 +373,9 @@ cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const We
   if (!supported(g, std::is_same<T, bf16>::value ? DType::BFloat16 : DType::Float16) || plan.splits < 1)
     return cudaErrorInvalidValue;
   if (!aligned(dy) || !aligned(x)) return cudaErrorMisalignedAddress;
-  const size_t smem = weight_smem();
-  cudaError_t err =
-      cudaFuncSetAttribute(weight_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(g.C / kChannels), unsigned(plan.splits));
-  weight_partial_kernel<T><<<grid, kThreads, smem, stream>>>(workspace, dy, x, g, plan.bands_h, plan.bands_w,
-                                                              plan.splits);
-  err = cudaGetLastError();
+  const cudaError_t err = dwconv::launch_with_smem(weight_partial_kernel<T>, grid, kThreads, weight_smem(), stream,
+                                                   workspace, dy, x, g, plan.bands_h, plan.bands_w, plan.splits);
   if (err != cudaSuccess) return err;
   return dwconv::sum_weight_partials<T>(dw, workspace, plan.splits, g, stream);
 }

@@ -76,10 +76,7 @@ __device__ __forceinline__ void accumulate_tiles_v4(float (&acc)[v4_kernel_rows(
   const int x_pitch = kImage ? g.W : t.in_cols, y_pitch = kImage ? g.Wo : tw;  // staged pixels per row
   const int col_step = g.dw * kLanes;
   for (int tile_id = blockIdx.x; tile_id < tiles; tile_id += gridDim.x) {
-    int b = tile_id;
-    const int tile_w = b % t.tiles_w;
-    b /= t.tiles_w;
-    const int tile_h = b % t.tiles_h, n = b / t.tiles_h;
+    const auto [n, tile_h, tile_w] = tile_pos(tile_id, t.tiles_h, t.tiles_w);
     const int ho0 = tile_h * t.th, wo0 = tile_w * tw;
     __syncthreads();  // the previous tile is consumed
     if (kImage) {
@@ -306,24 +303,12 @@ template <class T> WeightPlanV4 weight_plan_v4(const Shape& g, int sm_count, siz
   int per_sm = by_smem < 2 ? (by_smem < 1 ? 1 : by_smem) : 2;
   dispatch_width_v4(g.S, p.tile.t.ow, [&](auto width, auto ow) {
     constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
-    int blocks = 0;
-    if (cudaFuncSetAttribute(weight_partial_kernel_v4<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(p.smem)) == cudaSuccess &&
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, weight_partial_kernel_v4<T, S, OW>, threads,
-                                                      p.smem) == cudaSuccess &&
-        blocks > 0)
-      per_sm = blocks;
-    else
-      cudaGetLastError();  // clear the failed query so no later launch check reports it
+    per_sm = blocks_per_sm(weight_partial_kernel_v4<T, S, OW>, threads, p.smem, per_sm);
   });
   p.blocks_per_sm = per_sm;
   const int64_t tiles = int64_t(g.N) * p.tile.t.tiles_h * p.tile.t.tiles_w;
   const int64_t columns = int64_t((g.C + kLanes - 1) / kLanes) * row_block_groups(p.tile);
-  int64_t want = (int64_t(sm_count > 0 ? sm_count : 1) * per_sm + columns - 1) / columns;
-  if (want > 65535) want = 65535;
-  if (want < 1) want = 1;
-  const int64_t per_split = (tiles + want - 1) / want;  // balanced: every split but the last takes per_split
-  p.splits = int((tiles + per_split - 1) / per_split);
+  p.splits = balanced_splits(tiles, (int64_t(sm_count > 0 ? sm_count : 1) * per_sm + columns - 1) / columns);
   p.workspace = size_t(p.splits) * g.R * g.S * g.C;
   return p;
 }
@@ -340,21 +325,10 @@ cudaError_t weight_partials_v4(float* workspace, const T* dy, const T* x, const 
   cudaError_t err = cudaSuccess;
   dispatch_width_v4(g.S, p.t.ow, [&](auto width, auto ow) {
     constexpr int S = decltype(width)::value, OW = decltype(ow)::value;
-    err = cudaFuncSetAttribute(weight_partial_kernel_v4<T, S, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(plan.smem));
-    if (err != cudaSuccess) return;
-    weight_partial_kernel_v4<T, S, OW><<<grid, threads, plan.smem, stream>>>(workspace, dy, x, g, p);
-    err = cudaGetLastError();
+    err = launch_with_smem(weight_partial_kernel_v4<T, S, OW>, grid, threads, plan.smem, stream, workspace, dy, x, g,
+                           p);
   });
   return err;
-}
-
-template <class T>
-cudaError_t weight_grad_v4(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlanV4& plan, float* workspace,
-                           cudaStream_t stream) {
-  const cudaError_t err = weight_partials_v4<T>(workspace, dy, x, g, plan, stream);
-  if (err != cudaSuccess) return err;
-  return sum_weight_partials<T>(dw, workspace, plan.splits, g, stream);
 }
 
 // ---------------------------------------------------------------- production choice
@@ -387,8 +361,10 @@ template <class T> WeightPlan weight_plan(const Shape& g, int sm_count, size_t s
 template <class T>
 cudaError_t weight_grad(T* dw, const T* dy, const T* x, const Shape& g, const WeightPlan& plan, float* workspace,
                         cudaStream_t stream) {
-  return plan.v4 ? weight_grad_v4<T>(dw, dy, x, g, plan.plan_v4, workspace, stream)
-                 : weight_grad_v3<T>(dw, dy, x, g, plan.plan_v3, workspace, stream);
+  const cudaError_t err = plan.v4 ? weight_partials_v4<T>(workspace, dy, x, g, plan.plan_v4, stream)
+                                  : weight_partials_v3<T>(workspace, dy, x, g, plan.plan_v3, stream);
+  if (err != cudaSuccess) return err;
+  return sum_weight_partials<T>(dw, workspace, plan.splits(), g, stream);
 }
 
 }  // namespace unirep::cuda::dwconv

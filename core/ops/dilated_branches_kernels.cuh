@@ -91,10 +91,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   float* tile = reinterpret_cast<float*>(branches_forward_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int c0 = blockIdx.y * kLanes, c = c0 + lane;
-  int bx = blockIdx.x;
-  const int tile_w = bx % t.tiles_w;
-  bx /= t.tiles_w;
-  const int tile_h = bx % t.tiles_h, n = bx / t.tiles_h;
+  const auto [n, tile_h, tile_w] = tile_pos(blockIdx.x, t.tiles_h, t.tiles_w);
   const int ho0 = tile_h * t.th, wo0 = tile_w * t.tw(1);
   stage_tile(tile, x, n, ho0 - P, wo0 - P, t.in_rows, t.in_cols, t.in_cols_magic, g.H, g.W, g.C, c0, t.vec);
   __syncthreads();
@@ -157,11 +154,8 @@ __global__ void __launch_bounds__(kMaxGradWarps * 32)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int c0 = blockIdx.y * kLanes, c = c0 + lane;
   const int tw = t.sb * OW;
-  int bx = blockIdx.x;
-  const int tile_w = bx % t.tiles_w;
-  bx /= t.tiles_w;
-  const int tile_h = bx % t.tiles_h, n = bx / t.tiles_h;
-  const int ho0 = tile_h * t.th, wo0 = tile_w * tw;
+  const TilePos pos = tile_pos(blockIdx.x, t.tiles_h, t.tiles_w);  // a plain struct: the branch lambda reads it
+  const int n = pos.n, ho0 = pos.tile_h * t.th, wo0 = pos.tile_w * tw;
   const int i = warp / t.sb, col0 = (warp - i * t.sb) * OW;
   const bool active = c < g.C && ho0 + i < g.H && wo0 + col0 < g.W;
   float acc[OW];
@@ -292,11 +286,7 @@ cudaError_t branches_forward(const BranchOut<T>& z, const T* x, const BranchIn<T
   const unsigned threads = unsigned(tile_warps(g, t) * 32);
   dispatch_branch_ow(t.ow, [&](auto ow) {
     constexpr int OW = decltype(ow)::value;
-    err = cudaFuncSetAttribute(branches_forward_kernel<Set, T, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(smem));
-    if (err != cudaSuccess) return;
-    branches_forward_kernel<Set, T, OW><<<grid, threads, smem, stream>>>(z, x, workspace, g, t);
-    err = cudaGetLastError();
+    err = launch_with_smem(branches_forward_kernel<Set, T, OW>, grid, threads, smem, stream, z, x, workspace, g, t);
   });
   return err;
 }
@@ -318,11 +308,8 @@ cudaError_t branches_input_grad(T* dx, const BranchIn<T>& dz, const BranchIn<T>&
   const unsigned threads = unsigned(t.th * t.sb * 32);
   dispatch_branch_ow(t.ow, [&](auto ow) {
     constexpr int OW = decltype(ow)::value;
-    err = cudaFuncSetAttribute(branches_input_grad_kernel<Set, T, OW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(smem));
-    if (err != cudaSuccess) return;
-    branches_input_grad_kernel<Set, T, OW><<<grid, threads, smem, stream>>>(dx, dz, workspace, g, t);
-    err = cudaGetLastError();
+    err = launch_with_smem(branches_input_grad_kernel<Set, T, OW>, grid, threads, smem, stream, dx, dz, workspace, g,
+                           t);
   });
   return err;
 }

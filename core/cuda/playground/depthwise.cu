@@ -204,9 +204,11 @@ template <class T> void run(Problem<T>& P, int version, int pass, bool with_bias
       CHECK(dwc::forward<T>(P.y.p, P.x.p, P.w.p, with_bias ? P.bias.p : nullptr, g, false, P.ws.p, 0));
     else if (pass == kInputGrad)
       CHECK(dwc::input_grad<T>(P.dx.p, P.dy.p, P.w.p, g, P.ws.p, 0));
-    else
-      CHECK(version == 3 ? dwc::weight_grad_v3<T>(P.dw.p, P.dy.p, P.x.p, g, P.plan, P.partial.p, 0)
-                         : dwc::weight_grad_v4<T>(P.dw.p, P.dy.p, P.x.p, g, P.plan4, P.partial.p, 0));
+    else {
+      CHECK(version == 3 ? dwc::weight_partials_v3<T>(P.partial.p, P.dy.p, P.x.p, g, P.plan, 0)
+                         : dwc::weight_partials_v4<T>(P.partial.p, P.dy.p, P.x.p, g, P.plan4, 0));
+      CHECK(dwc::sum_weight_partials<T>(P.dw.p, P.partial.p, version == 3 ? P.plan.splits : P.plan4.splits, g, 0));
+    }
     return;
   }
   const unsigned threads = 256;
